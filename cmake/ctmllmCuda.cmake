@@ -1,0 +1,22 @@
+# The optional CUDA backend: target ctmllm::cuda (cudart, cuBLAS, cuBLASLt, cuDNN; sm_90) when the
+# toolkit and cuDNN are present. Everything else builds and tests without it. Used both by the
+# project's own build and by installed consumers (through ctmllmConfig.cmake).
+set(CTMLLM_HAVE_CUDA OFF)
+if(CTMLLM_ENABLE_CUDA AND NOT TARGET ctmllm::cuda)
+  find_package(CUDAToolkit QUIET)
+  if(CUDAToolkit_FOUND)
+    find_path(CTMLLM_CUDNN_INCLUDE_DIR cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include /usr/local/include)
+    find_library(CTMLLM_CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/lib/x86_64-linux-gnu)
+    if(CTMLLM_CUDNN_INCLUDE_DIR AND CTMLLM_CUDNN_LIBRARY)
+      add_library(ctmllm_cuda INTERFACE)
+      add_library(ctmllm::cuda ALIAS ctmllm_cuda)
+      target_compile_definitions(ctmllm_cuda INTERFACE CTMLLM_WITH_CUDA=1)
+      target_include_directories(ctmllm_cuda INTERFACE ${CTMLLM_CUDNN_INCLUDE_DIR})
+      target_link_libraries(ctmllm_cuda INTERFACE ctmllm::ctmllm CUDA::cudart CUDA::cublas CUDA::cublasLt ${CTMLLM_CUDNN_LIBRARY})
+      set(CTMLLM_HAVE_CUDA ON)
+    endif()
+  endif()
+endif()
+if(TARGET ctmllm::cuda)
+  set(CTMLLM_HAVE_CUDA ON)
+endif()
