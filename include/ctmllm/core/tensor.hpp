@@ -165,23 +165,28 @@ class Tensor {
     return t;
   }
   // Broadcast view: size-1 dimensions (and new leading ones) repeat with stride 0; -1 keeps a size.
-  Tensor expand(const Shape& target) const {
-    CTMLLM_CHECK(target.rank() >= rank(), "Tensor::expand: cannot expand ", describe(), " to ", target);
-    Tensor t;
-    t.storage_ = storage_;
-    t.offset_ = offset_;
-    const int lead = target.rank() - rank();
-    for (int i = 0; i < target.rank(); ++i) {
+  Tensor expand(std::span<const int64_t> target) const {
+    const int rank_out = int(target.size());
+    CTMLLM_CHECK(rank_out >= rank() && rank_out <= kMaxRank, "Tensor::expand: cannot expand ", describe(), " to rank ",
+                 rank_out);
+    Tensor t = *this;
+    t.shape_ = Shape();
+    t.strides_ = Shape();
+    const int lead = rank_out - rank();
+    for (int i = 0; i < rank_out; ++i) {
       const int j = i - lead;
       const int64_t src = j >= 0 ? shape_[j] : 1;
-      const int64_t want = target[i] == -1 ? src : target[i];
-      CTMLLM_CHECK(j >= 0 || target[i] != -1, "Tensor::expand: -1 not allowed for new dimension ", i);
-      CTMLLM_CHECK(src == want || src == 1, "Tensor::expand: cannot expand ", describe(), " to ", target);
+      const int64_t want = target[size_t(i)] == -1 ? src : target[size_t(i)];
+      CTMLLM_CHECK(j >= 0 || target[size_t(i)] != -1, "Tensor::expand: -1 not allowed for new dimension ", i);
+      CTMLLM_CHECK(want >= 0 && (src == want || src == 1), "Tensor::expand: cannot expand ", describe(),
+                   " to size ", want, " in dimension ", i);
       t.shape_.push_back(want);
       t.strides_.push_back(j >= 0 && src == want ? strides_[j] : 0);
     }
     return t;
   }
+  Tensor expand(std::initializer_list<int64_t> target) const { return expand(std::span<const int64_t>(target.begin(), target.size())); }
+  Tensor expand(const Shape& target) const { return expand(std::span<const int64_t>(target.begin(), size_t(target.rank()))); }
   // Same elements, new shape (one extent may be -1). A view when the strides allow it.
   Tensor reshape(std::span<const int64_t> dims) const {
     const Shape target = infer_shape(dims);
