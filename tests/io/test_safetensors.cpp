@@ -110,3 +110,17 @@ TEST_CASE("corrupt files raise ctmllm::Error naming the file and field", "[io][s
     CHECK(m.find("weight") != std::string::npos);  // the tensor
   }
 }
+
+TEST_CASE("parses from memory with the same checks", "[io][safetensors]") {
+  const std::string header = R"({"a":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}})";
+  const size_t n = 8 + header.size() + 4;
+  auto buf = std::shared_ptr<std::byte>(new std::byte[n](), std::default_delete<std::byte[]>());
+  const uint64_t len = header.size();
+  std::memcpy(buf.get(), &len, 8);
+  std::memcpy(buf.get() + 8, header.data(), header.size());
+  const int32_t v = 42;
+  std::memcpy(buf.get() + 8 + header.size(), &v, 4);
+  io::SafeTensorsFile f(io::MappedFile::from_memory("<memory>", buf, n));
+  CHECK(f.get<int32_t>("a").item() == 42);
+  CHECK_THROWS_AS(io::SafeTensorsFile(io::MappedFile::from_memory("<memory>", buf, n - 1)), Error);
+}

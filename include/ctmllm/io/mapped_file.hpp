@@ -43,6 +43,16 @@ class MappedFile {
     });
   }
 
+  // Bytes already in memory (a decompressed archive member, a fuzzer input) behind the same
+  // interface; `name` stands in for the path in error messages.
+  static MappedFile from_memory(std::string name, std::shared_ptr<std::byte> owner, size_t size) {
+    MappedFile f;
+    f.path_ = std::move(name);
+    f.owner_ = std::move(owner);
+    f.size_ = size;
+    return f;
+  }
+
   const std::string& path() const { return path_; }
   size_t size() const { return size_; }
   const std::byte* data() const { return owner_.get(); }
@@ -53,6 +63,8 @@ class MappedFile {
   }
 
  private:
+  MappedFile() = default;
+
   std::string path_;
   size_t size_ = 0;
   std::shared_ptr<std::byte> owner_;

@@ -89,6 +89,7 @@ inline bool is_float_dtype(DType t) { return t == DType::F64 || t == DType::F32 
 class SafeTensorsFile {
  public:
   explicit SafeTensorsFile(const std::string& path) : file_(path) { parse(); }
+  explicit SafeTensorsFile(MappedFile bytes) : file_(std::move(bytes)) { parse(); }
 
   const std::string& path() const { return file_.path(); }
   const std::vector<std::string>& names() const { return names_; }
