@@ -247,12 +247,11 @@ class Tensor {
         for (int64_t i = 0; i < n; ++i) d[i * inc[0]] = cast<T>(p[i * inc[1]]);
       });
     } else {
-      // Strided or converting device copies go through the host until the device kernels exist
-      // for them; both ends are materialised contiguously first.
+      // Strided or converting copies on a device are staged through the host (a slow path: the
+      // device kernels keep tensors contiguous); the destination must be contiguous.
+      CTMLLM_CHECK(is_contiguous(), "Tensor::copy_from: strided destination ", describe(), " is not supported on ", D::name);
       Tensor<T, Cpu> host = src.template to_device<Cpu>().template to<T>();
-      Tensor<T, D> staged = host.template to_device<D>();
-      D::copy_within(data(), staged.data(), size_t(numel()) * sizeof(T));
-      CTMLLM_CHECK(is_contiguous(), "Tensor::copy_from: strided destination on ", D::name, " is not supported");
+      D::copy_from_host(data(), host.data(), size_t(numel()) * sizeof(T));
     }
   }
   // New contiguous tensor with converted elements (round-to-nearest-even into bf16 and half).
