@@ -82,14 +82,14 @@ class Variable {
   }
 
   bool defined() const { return state_ != nullptr; }
-  const Tensor<T, D>& value() const { return state_->value; }
-  const Tensor<T, D>& grad() const { return state_->grad; }
+  const Tensor<T, D>& value() const { return checked().value; }
+  const Tensor<T, D>& grad() const { return checked().grad; }
   bool requires_grad() const { return state_ && state_->requires_grad; }
-  bool is_leaf() const { return !state_->grad_fn; }
-  const std::string& name() const { return state_->name; }
-  const Shape& shape() const { return state_->value.shape(); }
-  int64_t size(int dim) const { return state_->value.size(dim); }
-  int rank() const { return state_->value.rank(); }
+  bool is_leaf() const { return !checked().grad_fn; }
+  const std::string& name() const { return checked().name; }
+  const Shape& shape() const { return checked().value.shape(); }
+  int64_t size(int dim) const { return checked().value.size(dim); }
+  int rank() const { return checked().value.rank(); }
   const std::shared_ptr<State>& state() const { return state_; }
 
   void set_requires_grad(bool r) {
@@ -118,6 +118,11 @@ class Variable {
   }
 
  private:
+  State& checked() const {
+    CTMLLM_CHECK(state_, "Variable: use of an undefined variable");
+    return *state_;
+  }
+
   std::shared_ptr<State> state_;
 };
 
