@@ -36,10 +36,9 @@ template <class F>
 void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& f) {
   const int64_t n = end - begin;
   if (n <= 0) return;
-  grain = std::max<int64_t>(grain, 1);
-  const int64_t max_chunks = std::max<int64_t>(1, n / grain);
-  const int64_t chunks = std::min<int64_t>(max_chunks, int64_t(num_threads()) * 4);
 #if defined(_OPENMP)
+  grain = std::max<int64_t>(grain, 1);
+  const int64_t chunks = std::min<int64_t>(std::max<int64_t>(1, n / grain), int64_t(num_threads()) * 4);
   if (chunks > 1 && !omp_in_parallel()) {
     std::exception_ptr error;
 #pragma omp parallel for schedule(static)
