@@ -1,0 +1,101 @@
+#pragma once
+// Rotary position embedding in the rotate-half convention of Hugging Face Llama:
+//   y = x·cos + rotate_half(x)·sin,  rotate_half(x) = cat(−x₂, x₁),
+// over the first rotary_dim dims of each head (the rest pass through, as partial-rotary models do),
+// with angle = position · inv_freq per frequency. x is [batch, heads, seq, head_dim]; positions are
+// int64 [batch, seq] and arbitrary (left padding, a KV-cache offset). The result is contiguous.
+#include <cmath>
+#include <numbers>
+#include <vector>
+
+#include "ctmllm/ops/cpu/rope.hpp"
+#if defined(CTMLLM_WITH_CUDA)
+#include "ctmllm/ops/cuda/rope.hpp"
+#endif
+
+namespace ctmllm::ops {
+
+enum class RopeScaling { none, linear, llama3 };
+
+// The fields of transformers' rope_parameters that the supported rope types read.
+struct RopeConfig {
+  double theta = 10000.0;
+  int64_t rotary_dim = 0;  // rotated dims per head: head_dim, or less for partial rotary; even
+  RopeScaling scaling = RopeScaling::none;
+  double factor = 1.0;  // linear and llama3
+  double low_freq_factor = 1.0;  // llama3
+  double high_freq_factor = 4.0;  // llama3
+  int64_t original_max_position_embeddings = 8192;  // llama3
+};
+
+// rotary_dim / 2 inverse frequencies, by transformers' rules (computed here in double; transformers
+// uses float32): default 1 / theta^(2i / rotary_dim); linear divides them by factor; llama3
+// (_compute_llama3_parameters) keeps wavelengths below original_max / high_freq_factor, divides those
+// above original_max / low_freq_factor by factor and blends linearly in between.
+inline std::vector<double> rope_inv_freq(const RopeConfig& c) {
+  CTMLLM_CHECK(c.theta > 0 && std::isfinite(c.theta), "rope_inv_freq: theta must be positive, got ", c.theta);
+  CTMLLM_CHECK(c.rotary_dim > 0 && c.rotary_dim % 2 == 0, "rope_inv_freq: rotary_dim must be positive and even, got ",
+               c.rotary_dim);
+  if (c.scaling != RopeScaling::none)
+    CTMLLM_CHECK(c.factor > 0 && std::isfinite(c.factor), "rope_inv_freq: factor must be positive, got ", c.factor);
+  if (c.scaling == RopeScaling::llama3) {
+    CTMLLM_CHECK(c.low_freq_factor > 0 && c.high_freq_factor > c.low_freq_factor,
+                 "rope_inv_freq: llama3 needs 0 < low_freq_factor < high_freq_factor, got ", c.low_freq_factor, " and ",
+                 c.high_freq_factor);
+    CTMLLM_CHECK(c.original_max_position_embeddings > 0,
+                 "rope_inv_freq: llama3 needs original_max_position_embeddings > 0, got ",
+                 c.original_max_position_embeddings);
+  }
+  std::vector<double> f(size_t(c.rotary_dim / 2));
+  const double old_len = double(c.original_max_position_embeddings);
+  const double low_wavelen = old_len / c.low_freq_factor, high_wavelen = old_len / c.high_freq_factor;
+  for (size_t i = 0; i < f.size(); ++i) {
+    f[i] = 1.0 / std::pow(c.theta, double(2 * i) / double(c.rotary_dim));
+    if (c.scaling == RopeScaling::linear) {
+      f[i] /= c.factor;
+    } else if (c.scaling == RopeScaling::llama3) {
+      const double wavelen = 2 * std::numbers::pi / f[i];
+      if (wavelen > low_wavelen) {
+        f[i] /= c.factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (old_len / wavelen - c.low_freq_factor) / (c.high_freq_factor - c.low_freq_factor);
+        f[i] = (1 - smooth) * f[i] / c.factor + smooth * f[i];
+      }
+    }
+  }
+  return f;
+}
+
+namespace detail {
+template <class T, class D>
+void check_rope(const char* op, const char* name, const Tensor<T, D>& x, const Tensor<int64_t, D>& positions,
+                const RopeConfig& c) {
+  check_defined(x, op, name);
+  check_defined(positions, op, "positions");
+  check_rank(x, 4, op, name);
+  check_shape(positions, Shape{x.size(0), x.size(2)}, op, "positions");
+  CTMLLM_CHECK(c.rotary_dim <= x.size(3), op, ": rotary_dim ", c.rotary_dim, " exceeds the head dim of ", name, " ",
+               x.describe());
+}
+}  // namespace detail
+
+template <class T, class D>
+Tensor<T, D> rope(const Tensor<T, D>& x, const Tensor<int64_t, D>& positions, const RopeConfig& cfg) {
+  detail::check_rope("rope", "x", x, positions, cfg);
+  const std::vector<double> inv_freq = rope_inv_freq(cfg);
+  Tensor<T, D> y = Tensor<T, D>::empty(x.shape());
+  impl::rope_rotate(x.stride(3) == 1 ? x : x.contiguous(), positions, inv_freq, 1.0, y);
+  return y;
+}
+
+// Gradient with respect to x, given dy [batch, heads, seq, head_dim]: dy rotated by −angle.
+template <class T, class D>
+Tensor<T, D> rope_backward(const Tensor<T, D>& dy, const Tensor<int64_t, D>& positions, const RopeConfig& cfg) {
+  detail::check_rope("rope_backward", "dy", dy, positions, cfg);
+  const std::vector<double> inv_freq = rope_inv_freq(cfg);
+  Tensor<T, D> dx = Tensor<T, D>::empty(dy.shape());
+  impl::rope_rotate(dy.stride(3) == 1 ? dy : dy.contiguous(), positions, inv_freq, -1.0, dx);
+  return dx;
+}
+
+}  // namespace ctmllm::ops
