@@ -1,0 +1,49 @@
+#pragma once
+// SpatialPoolingProjector: M3D's default "spp" projector.
+//   tokens [B, N, E] -> grid [B, E, d, h, w] -> avg_pool3d(pool, stride pool) -> [B, N', E]
+//   -> projector.0 Linear(E -> H) [-> GELU -> projector.2 Linear(H -> H) ...]
+// With the paper's sizes: 2048 tokens on 8×16×16, pool 2 -> 256 tokens on 4×8×8.
+#include "ctmllm/autograd/pool3d.hpp"
+#include "ctmllm/autograd/shape_ops.hpp"
+#include "ctmllm/projector/config.hpp"
+#include "ctmllm/projector/linear.hpp"
+
+namespace ctmllm::projector {
+
+template <class T, class D = Cpu>
+class SpatialPoolingProjector {
+ public:
+  using Var = autograd::Variable<T, D>;
+
+  explicit SpatialPoolingProjector(const ProjectorConfig& c)
+      : config_(c.validated("SpatialPoolingProjector")),
+        projector_(params_, "projector", c.in_dim, c.out_dim, c.layer_num, c.mlp) {}
+  const ProjectorConfig& config() const { return config_; }
+  autograd::Parameters<T, D>& parameters() { return params_; }
+  const autograd::Parameters<T, D>& parameters() const { return params_; }
+  int64_t num_tokens() const {
+    const auto& g = config_.grid;
+    const Shape pooled = ops::avg_pool3d_output_shape({1, 1, g[0], g[1], g[2]}, config_.pool, config_.pool);
+    return pooled[2] * pooled[3] * pooled[4];
+  }
+  void init(Rng& rng) const { projector_.init(rng); }
+
+  // tokens [B, N, E] -> [B, N', H]
+  Var operator()(const Var& tokens) const {
+    const auto& c = config_;
+    check_tokens(tokens, c.tokens_in(), c.in_dim, "SpatialPoolingProjector", "tokens");
+    const int64_t b = tokens.size(0), e = c.in_dim;
+    // "b (p1 p2 p3) d -> b d p1 p2 p3"
+    const Var grid = autograd::reshape(autograd::transpose(tokens, 1, 2), {b, e, c.grid[0], c.grid[1], c.grid[2]});
+    const Var pooled = autograd::avg_pool3d(grid, c.pool, c.pool);  // [B, E, d', h', w']
+    // "b d p1 p2 p3 -> b (p1 p2 p3) d": a strided view; the Linear reads it in place.
+    return projector_(autograd::transpose(autograd::reshape(pooled, {b, e, -1}), 1, 2));
+  }
+
+ private:
+  ProjectorConfig config_;
+  autograd::Parameters<T, D> params_;
+  LinearStack<T, D> projector_;
+};
+
+}  // namespace ctmllm::projector

@@ -1,0 +1,161 @@
+// The projectors against PyTorch references: spp and mlp_mix from the shared fixture set
+// (gen_fixtures.py), token_packer and linear from tests/tools/gen_projector_fixtures.py. Each checks
+// the output and, through Variable::backward(dy), the input gradients and every parameter gradient.
+#include <cstdio>
+
+#include "ctmllm/autograd/backward.hpp"
+#include "ctmllm/projector/projector.hpp"
+#include "ctmllm/vision/vit3d.hpp"
+#include "support/catch.hpp"
+#include "support/compare.hpp"
+#include "support/fixtures.hpp"
+
+using namespace ctmllm;
+using testing::rel_error;
+using Var = autograd::Variable<float>;
+
+namespace {
+
+double report(const std::string& fixture, const std::string& what, const Tensor<float>& ours, const Tensor<float>& ref) {
+  const double e = rel_error(ours, ref);
+  std::printf("%-24s %-28s rel error %.3g\n", fixture.c_str(), what.c_str(), e);
+  return e;
+}
+
+// Loads fixture `name`, runs forward + backward(dy) and compares everything the reference holds.
+void check_fixture(const std::string& name, int64_t expected_tokens) {
+  const std::string dir = "vision/" + name + "/";
+  projector::Projector<float> p(projector::ProjectorConfig::from_file(testing::fixture_path(dir + "config.json")));
+  p.load_file(testing::fixture_path(dir + "model.safetensors"));
+  CHECK(p.num_tokens() == expected_tokens);
+  const testing::Fixture ref(dir + "reference.safetensors");
+  const Var x(ref.get("input"), /*requires_grad=*/true);
+  std::vector<Var> taps;
+  for (int l : p.feature_layers()) taps.emplace_back(ref.get("hidden." + std::to_string(l)), true);
+  const Var y = p(x, taps);
+  CHECK(y.shape() == ref.get("output").shape());
+  CHECK(report(name, "output", y.value(), ref.get("output")) <= 1e-4);
+  y.backward(ref.get("dy"));
+  CHECK(report(name, "dinput", x.grad(), ref.get("dinput")) <= 1e-4);
+  for (size_t i = 0; i < taps.size(); ++i) {
+    const std::string key = "dhidden." + std::to_string(p.feature_layers()[i]);
+    CHECK(report(name, key, taps[i].grad(), ref.get(key)) <= 1e-4);
+  }
+  for (const auto& param : p.parameters().all()) {
+    INFO(param.name());
+    const std::string key = "grad." + param.name();
+    REQUIRE(ref.has(key));
+    const Tensor<float> g = ref.get(key);
+    if (testing::max_abs_diff(g, Tensor<float>::zeros(g.shape())) < 1e-12) {
+      // Exactly zero in exact arithmetic (TokenPacker's ln_k_1.bias shifts every key of a query by
+      // the same amount, which softmax ignores): the reference holds float64 rounding, ours float32's.
+      CHECK(testing::max_abs_diff(param.grad(), g) <= 1e-6);
+    } else {
+      CHECK(report(name, key, param.grad(), g) <= 1e-4);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("SPP projector matches the reference, with gradients", "[projector]") { check_fixture("projector_spp", 8); }
+
+TEST_CASE("token-mixing MLP projector matches the reference, with gradients", "[projector]") {
+  check_fixture("projector_mlp_mix", 8);
+}
+
+TEST_CASE("linear projector matches the reference, with gradients", "[projector]") {
+  check_fixture("projector_linear", 96);
+}
+
+TEST_CASE("3D TokenPacker matches its PyTorch reading, with gradients", "[projector]") {
+  check_fixture("projector_token_packer", 12);
+}
+
+TEST_CASE("projector configs: names, defaults and the paper's sizes", "[projector]") {
+  using projector::ProjectorConfig;
+  const auto j = [](const char* text) { return nlohmann::json::parse(text); };
+  // The paper's SPP: 8×16×16 tokens of 768 -> 256 tokens of H, grid taken from the ViT.
+  const auto spp = ProjectorConfig::from_json(j(R"({"type": "spp", "in_dim": 768, "out_dim": 64})"), "spp",
+                                              vision::ViT3DConfig{}.grid());
+  projector::Projector<float> p(spp);
+  CHECK(p.num_tokens() == 256);
+  CHECK(p.parameters().contains("projector.0.weight"));
+  CHECK(p.parameters().contains("projector.2.bias"));
+  CHECK(p.feature_layers().empty());
+  // layer_type "linear": no GELU, children numbered 0, 1, 2.
+  const auto lin = ProjectorConfig::from_json(
+      j(R"({"type": "spp", "grid": [4, 4, 4], "in_dim": 8, "out_dim": 6, "layer_type": "linear", "layer_num": 3})"), "l");
+  CHECK(projector::Projector<float>(lin).parameters().contains("projector.2.weight"));
+  // The paper's TokenPacker: taps 5, 7, 10, 11 -> 3072-d keys, 1024 wide, 8 heads, 256 queries.
+  const auto tp = ProjectorConfig::from_json(j(R"({"type": "token_packer", "in_dim": 768, "out_dim": 64})"), "tp",
+                                             vision::ViT3DConfig{}.grid());
+  projector::Projector<float> packer(tp);
+  CHECK(packer.num_tokens() == 256);
+  CHECK(packer.feature_layers() == std::vector<int>{5, 7, 10, 11});
+  CHECK(packer.parameters().get("k_proj_1.0.weight").shape() == Shape{1024, 3072});
+  CHECK(packer.parameters().get("clip_attn.in_proj_weight").shape() == Shape{3072, 1024});
+}
+
+TEST_CASE("a ViT feeds a TokenPacker its tapped blocks end to end", "[projector]") {
+  auto vcfg = vision::ViT3DConfig::from_file(testing::fixture_path("vision/vit3d/config.json"));
+  vcfg.num_layers = 3;
+  vision::ViT3D<float> vit(vcfg);
+  Rng rng(3);
+  vit.init(rng);
+  auto pcfg = projector::ProjectorConfig::from_json(
+      nlohmann::json::parse(R"({"type": "token_packer", "in_dim": 48, "out_dim": 16, "embed_dim": 32,
+                                "num_heads": 4, "feature_layers": [0, 2]})"),
+      "tp", vcfg.grid());
+  projector::Projector<float> p(pcfg);
+  p.init(rng);
+  const auto feats = vit.forward(Var(rng.uniform<float>({2, 1, 16, 64, 64})), p.feature_layers());
+  const Var y = p(feats.tokens, feats.hidden);
+  CHECK(y.shape() == Shape{2, 8, 16});
+  y.backward(Tensor<float>::ones(y.shape()));
+  for (const auto& param : vit.parameters().all()) {
+    INFO(param.name());
+    CHECK(param.grad().defined());
+  }
+}
+
+TEST_CASE("projectors refuse bad configs, missing weights and wrong inputs", "[projector][errors]") {
+  using projector::ProjectorConfig;
+  auto parse = [](const char* text) { return ProjectorConfig::from_json(nlohmann::json::parse(text), "test"); };
+  CHECK_THROWS_AS(parse(R"({"type": "qformer", "grid": [4, 4, 4], "in_dim": 8, "out_dim": 8})"), Error);
+  CHECK_THROWS_AS(parse(R"({"type": "spp", "in_dim": 8, "out_dim": 8})"), Error);  // no grid
+  CHECK_THROWS_AS(parse(R"({"type": "spp", "grid": [4, 4], "in_dim": 8, "out_dim": 8})"), Error);
+  CHECK_THROWS_AS(parse(R"({"type": "spp", "grid": [4, 4, 4], "in_dim": 8, "out_dim": 8, "pool": 5})"), Error);
+  CHECK_THROWS_AS(parse(R"({"type": "spp", "grid": [4, 4, 4], "in_dim": 8, "out_dim": 8, "tokens_out": 9})"), Error);
+  CHECK_THROWS_AS(parse(R"({"type": "spp", "grid": [4, 4, 4], "in_dim": 8, "out_dim": 8, "layer_type": "conv"})"), Error);
+  CHECK_THROWS_AS(parse(R"({"type": "mlp_mix", "grid": [4, 4, 4], "in_dim": 8, "out_dim": 8})"), Error);  // tokens_out
+  CHECK_THROWS_AS(parse(R"({"type": "token_packer", "grid": [4, 4, 5], "in_dim": 8, "out_dim": 8})"), Error);
+  CHECK_THROWS_AS(parse(R"({"type": "token_packer", "grid": [4, 4, 4], "in_dim": 8, "out_dim": 8, "num_heads": 3})"),
+                  Error);
+  CHECK_THROWS_AS(parse(R"({"type": "token_packer", "grid": [4, 4, 4], "in_dim": 8, "out_dim": 8, "feature_layers": []})"),
+                  Error);
+  CHECK_THROWS_AS(parse(R"({"type": "linear", "grid": [4, 4, 4], "in_dim": 0, "out_dim": 8})"), Error);
+
+  // Weights of another projector, or of another size.
+  const auto spp_cfg = ProjectorConfig::from_file(testing::fixture_path("vision/projector_spp/config.json"));
+  projector::Projector<float> spp(spp_cfg);
+  CHECK_THROWS_AS(spp.load_file(testing::fixture_path("vision/projector_mlp_mix/model.safetensors")), Error);
+  CHECK_THROWS_AS(spp.load_file(testing::fixture_path("vision/projector_spp/model.safetensors"), "model.mm_projector."),
+                  Error);
+  auto wide = spp_cfg;
+  wide.out_dim = 41;
+  CHECK_THROWS_AS(projector::Projector<float>(wide).load_file(testing::fixture_path("vision/projector_spp/model.safetensors")),
+                  Error);
+
+  // Inputs of the wrong size, and taps where none are read or missing where they are.
+  autograd::NoGradGuard no_grad;
+  CHECK_THROWS_AS(spp(Var(Tensor<float>::zeros({2, 63, 48}))), Error);
+  CHECK_THROWS_AS(spp(Var(Tensor<float>::zeros({2, 64, 47}))), Error);
+  CHECK_THROWS_AS(spp(Var(Tensor<float>::zeros({64, 48}))), Error);
+  CHECK_THROWS_AS(spp(Var(Tensor<float>::zeros({2, 64, 48})), {Var(Tensor<float>::zeros({2, 64, 48}))}), Error);
+  projector::Projector<float> tp(
+      ProjectorConfig::from_file(testing::fixture_path("vision/projector_token_packer/config.json")));
+  const Var tokens(Tensor<float>::zeros({2, 96, 24}));
+  CHECK_THROWS_AS(tp(tokens), Error);
+  CHECK_THROWS_AS(tp(tokens, {tokens, tokens, tokens, Var(Tensor<float>::zeros({1, 96, 24}))}), Error);
+}
