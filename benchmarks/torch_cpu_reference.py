@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""PyTorch's time for the same CPU workloads as ctmllm_bench_ops, measured in the same run.
+
+Usage: torch_cpu_reference.py OUT.json [--threads N] [--suite ops|vision]
+Writes {workload name: seconds per iteration (median)}; names match the Google Benchmark names of
+benchmarks/bench_ops.cpp (suite ops) and bench_vision.cpp (suite vision) so compare_cpu.py can pair them.
+"""
+import json, math, os, sys, time
+
+import torch
+import torch.nn.functional as F
+
+
+def median_time(fn, min_time=1.0, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times, start = [], time.perf_counter()
+    while time.perf_counter() - start < min_time or len(times) < 3:
+        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def main():
+    out = sys.argv[1]
+    threads = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else 2
+    suite = sys.argv[sys.argv.index("--suite") + 1] if "--suite" in sys.argv else "ops"
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    res = vision_suite() if suite == "vision" else ops_suite()
+    res["_meta"] = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    with open(out, "w") as f:
+        json.dump(res, f, indent=1)
+
+
+def vision_suite():
+    # The M3D-CLIP ViT-B and the SPP projector exactly as the fixture generator defines them.
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "tools"))
+    from gen_fixtures import ViT3D, SPP
+    res = {}
+    with torch.no_grad():
+        vit = ViT3D(1, [32, 256, 256], [4, 16, 16], 768, 12, 12, 3072).eval()
+        x = torch.rand(1, 1, 32, 256, 256)
+        res["vit3d_b_fwd_fp32"] = median_time(lambda: vit(x), min_time=0, warmup=1)
+        spp = SPP([8, 16, 16], 768, 4096).eval()
+        f = torch.randn(1, 2048, 768)
+        res["spp_to4096_fp32"] = median_time(lambda: spp(f))
+    return res
+
+
+def ops_suite():
+    res = {}
+    with torch.no_grad():
+        # linear: x [2048, 768] @ w[3072, 768]^T (+ no bias): the ViT MLP up-projection GEMM
+        x = torch.randn(2048, 768); w = torch.randn(3072, 768)
+        res["gemm_2048x768x3072_f32"] = median_time(lambda: F.linear(x, w))
+        # attention at the ViT-B shape, the way the M3D code computes it (matmul-softmax-matmul) and via SDPA
+        q, k, v = (torch.randn(1, 12, 2049, 64) for _ in range(3))
+        res["attention_vitb_f32"] = median_time(lambda: F.softmax(q @ k.transpose(-1, -2) * 64 ** -0.5, -1) @ v)
+        res["attention_vitb_f32:sdpa"] = median_time(lambda: F.scaled_dot_product_attention(q, k, v))
+        # layer norm over the ViT's tokens
+        t = torch.randn(2049, 768); g = torch.randn(768); b = torch.randn(768)
+        res["layer_norm_2049x768_f32"] = median_time(lambda: F.layer_norm(t, (768,), g, b, 1e-5))
+        # patch embedding of a 1x1x32x256x256 CT into 768-d tokens (Conv3d kernel = stride = 4x16x16)
+        vol = torch.rand(1, 1, 32, 256, 256); cw = torch.randn(768, 1, 4, 16, 16) * 0.02; cb = torch.randn(768)
+        res["patch_embed_vitb_f32"] = median_time(lambda: F.conv3d(vol, cw, cb, stride=(4, 16, 16)))
+    return res
+
+
+if __name__ == "__main__":
+    main()
