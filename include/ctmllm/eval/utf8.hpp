@@ -8,54 +8,18 @@
 #include <vector>
 
 #include "ctmllm/core/error.hpp"
+#include "ctmllm/text/utf8.hpp"
 
 namespace ctmllm::eval {
 
-inline void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xC0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += char(0xE0 | (cp >> 12));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  } else {
-    out += char(0xF0 | (cp >> 18));
-    out += char(0x80 | ((cp >> 12) & 0x3F));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  }
-}
+using text::append_utf8;
 
 // Decodes the character that starts at s[i] and advances i past it. Ill-formed input (overlong
 // forms, surrogates, truncated sequences, values above U+10FFFF) throws an Error naming `what`.
 inline char32_t decode_next(std::string_view s, size_t& i, std::string_view what) {
-  const auto b = static_cast<unsigned char>(s[i]);
-  if (b < 0x80) {
-    ++i;
-    return b;
-  }
-  size_t n = 0;
-  char32_t cp = 0, min = 0;
-  if (b >= 0xC2 && b <= 0xDF) {
-    n = 2, cp = b & 0x1F, min = 0x80;
-  } else if (b >= 0xE0 && b <= 0xEF) {
-    n = 3, cp = b & 0x0F, min = 0x800;
-  } else if (b >= 0xF0 && b <= 0xF4) {
-    n = 4, cp = b & 0x07, min = 0x10000;
-  }
-  bool ok = n != 0 && i + n <= s.size();
-  for (size_t k = 1; ok && k < n; ++k) {
-    const auto c = static_cast<unsigned char>(s[i + k]);
-    ok = (c & 0xC0) == 0x80;
-    cp = (cp << 6) | (c & 0x3F);
-  }
-  ok = ok && cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-  CTMLLM_CHECK(ok, what, ": text is not valid UTF-8 (byte ", i, " of ", s.size(), ")");
-  i += n;
-  return cp;
+  size_t bad = 0;
+  CTMLLM_CHECK(text::utf8_char_at(s, i, bad) != 0, what, ": text is not valid UTF-8 (byte ", i, " of ", s.size(), ")");
+  return text::next_char(s, i);
 }
 
 inline std::u32string decode_utf8(std::string_view s, std::string_view what) {
