@@ -19,7 +19,7 @@ for src in tests/fuzz/fuzz_*.cpp; do
   corpus=tests/fuzz/corpus/${name#fuzz_}
   echo "== $name: build"
   "$clangxx" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -I include -isystem /usr/include/eigen3 "$src" -lz -o "$out/$name"
+    -DCTMLLM_TEST_FIXTURES="\"$root/tests/fixtures\"" -I include -isystem /usr/include/eigen3 "$src" -lz -o "$out/$name"
   scratch=$out/$name.corpus
   rm -rf "$scratch" && mkdir -p "$scratch"
   echo "== $name: ${seconds}s on $corpus"
