@@ -27,7 +27,9 @@ def run_suite(suite, build, program, reference, threads, tmp):
                    check=True, env=env, stdout=subprocess.DEVNULL)
     subprocess.run([sys.executable, os.path.join(HERE, reference), ref_json, "--threads", threads, "--suite", suite],
                    check=True)
-    return {b["name"]: b for b in json.load(open(ours_json))["benchmarks"]}, json.load(open(ref_json))
+    # UseRealTime() appends "/real_time" to the names.
+    return ({b["name"].removesuffix("/real_time"): b for b in json.load(open(ours_json))["benchmarks"]},
+            json.load(open(ref_json)))
 
 
 def main():

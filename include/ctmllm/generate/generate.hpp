@@ -1,0 +1,66 @@
+#pragma once
+// generate(): prefill a batch of prompts into a KV cache, then decode one token per row per step —
+// greedy, or sampled from the processed distribution with a seeded stream — until every row has
+// stopped (eos, stop string, max_new_tokens). num_beams > 1 runs beam search (beam_search.hpp).
+// Rows that stop early are fed the pad token until the rest finish (their outputs are discarded);
+// each row's result is what it generates alone.
+#include <vector>
+
+#include "ctmllm/autograd/variable.hpp"
+#include "ctmllm/core/rng.hpp"
+#include "ctmllm/generate/beam_search.hpp"
+#include "ctmllm/generate/options.hpp"
+#include "ctmllm/generate/prompt.hpp"
+#include "ctmllm/generate/sampling.hpp"
+#include "ctmllm/generate/stopping.hpp"
+#include "ctmllm/llm/decoder.hpp"
+
+namespace ctmllm::generate {
+
+template <class T, class D>
+std::vector<Generated> generate(const llm::Decoder<T, D>& model, const Prompt<T, D>& prompt,
+                                const GenerationOptions& o) {
+  check_options(o);
+  detail::check_prompt(prompt);
+  if (o.num_beams > 1) return beam_search(model, prompt, o);
+  autograd::NoGradGuard no_grad;
+  const int64_t B = prompt.batch(), V = model.vocab_size();
+  std::vector<Generated> out(static_cast<size_t>(B));
+  if (o.max_new_tokens == 0) return out;
+
+  llm::KvCache<T, D> cache = model.make_cache(B, prompt.length() + o.max_new_tokens);
+  std::vector<float> scores = detail::prefill(model, prompt, cache);
+  std::vector<std::vector<int64_t>> history = detail::prompt_history(prompt);
+  const StoppingCriteria stopping(o);
+  Rng rng(o.seed);
+  std::vector<bool> running(static_cast<size_t>(B), true);
+  std::vector<int64_t> next(static_cast<size_t>(B));
+  for (int64_t step = 0; step < o.max_new_tokens; ++step) {
+    const uint64_t draws = rng.take(uint64_t(B));  // one uniform per row per step, used or not
+    bool any_running = false;
+    for (int64_t b = 0; b < B; ++b) {
+      if (!running[size_t(b)]) {
+        next[size_t(b)] = o.pad_token_id;
+        continue;
+      }
+      const std::span<float> row(scores.data() + b * V, size_t(V));
+      process_scores(row, history[size_t(b)], o);
+      const int64_t token = o.do_sample ? sample(row, rng.uniform_at(draws + uint64_t(b))) : argmax(row);
+      next[size_t(b)] = token;
+      history[size_t(b)].push_back(token);
+      Generated& g = out[size_t(b)];
+      g.tokens.push_back(token);
+      if (o.on_token) o.on_token(b, token);
+      if (const auto why = stopping.check(g.tokens)) {
+        g.reason = *why;
+        running[size_t(b)] = false;
+      }
+      any_running = any_running || running[size_t(b)];
+    }
+    if (!any_running || step + 1 == o.max_new_tokens) break;
+    scores = detail::decode_step(model, next, cache);
+  }
+  return out;
+}
+
+}  // namespace ctmllm::generate

@@ -1,0 +1,142 @@
+#pragma once
+// Logits processors and token choice on one row of scores, with Hugging Face's semantics:
+//   repetition_penalty  (RepetitionPenaltyLogitsProcessor)  s < 0 ? s·p : s / p, for every id seen
+//   no_repeat_ngram     (NoRepeatNGramLogitsProcessor)      ban tokens that would repeat an n-gram
+//   temperature         (TemperatureLogitsWarper)           s / t
+//   top_k               (TopKLogitsWarper)                  keep scores >= the k-th largest (ties kept)
+//   top_p               (TopPLogitsWarper)                  drop the least likely tokens whose total
+//                                                           probability is <= 1 − p
+//   min_p               (MinPLogitsWarper)                  drop p(token) < min_p · max p
+// Removed tokens get −inf. process_scores applies them in transformers' order (the warpers only when
+// sampling). A draw is inverse-CDF sampling at one uniform number, so a seeded counter-based stream
+// (core/rng.hpp) makes it reproducible.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <numeric>
+#include <span>
+#include <vector>
+
+#include "ctmllm/generate/options.hpp"
+
+namespace ctmllm::generate {
+
+inline constexpr float kFiltered = -std::numeric_limits<float>::infinity();
+
+inline void repetition_penalty(std::span<float> scores, std::span<const int64_t> history, double penalty) {
+  if (penalty == 1.0) return;
+  std::vector<int64_t> ids(history.begin(), history.end());
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());  // each id once, however often it was seen
+  for (const int64_t id : ids) {
+    if (id < 0 || id >= int64_t(scores.size())) continue;
+    float& s = scores[size_t(id)];
+    s = s < 0 ? float(s * penalty) : float(s / penalty);
+  }
+}
+
+// Bans every token that, after the last n − 1 tokens of history, would complete an n-gram that
+// already occurs in history.
+inline void no_repeat_ngram(std::span<float> scores, std::span<const int64_t> history, int64_t n) {
+  const int64_t len = int64_t(history.size());
+  if (n <= 0 || len + 1 < n) return;
+  const std::span<const int64_t> prefix = history.subspan(size_t(len - (n - 1)));
+  for (int64_t i = 0; i + n <= len; ++i) {
+    if (!std::equal(prefix.begin(), prefix.end(), history.begin() + i)) continue;
+    const int64_t banned = history[size_t(i + n - 1)];
+    if (banned >= 0 && banned < int64_t(scores.size())) scores[size_t(banned)] = kFiltered;
+  }
+}
+
+inline void temperature(std::span<float> scores, double t) {
+  if (t == 1.0) return;
+  for (float& s : scores) s = float(s / t);
+}
+
+inline void top_k(std::span<float> scores, int64_t k, int64_t min_keep = 1) {
+  if (k <= 0) return;
+  k = std::min<int64_t>(std::max(k, min_keep), int64_t(scores.size()));
+  std::vector<float> sorted(scores.begin(), scores.end());
+  std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end(), std::greater<float>());
+  const float kth = sorted[size_t(k - 1)];
+  for (float& s : scores)
+    if (s < kth) s = kFiltered;
+}
+
+namespace detail {
+// Probabilities of the scores (softmax in double; −inf gives 0).
+inline std::vector<double> probabilities(std::span<const float> scores) {
+  const float mx = *std::max_element(scores.begin(), scores.end());
+  std::vector<double> p(scores.size());
+  double total = 0;
+  for (size_t i = 0; i < scores.size(); ++i) total += p[i] = std::exp(double(scores[i]) - double(mx));
+  for (double& v : p) v /= total;
+  return p;
+}
+// Token ids ordered by score, ascending; equal scores by id.
+inline std::vector<int64_t> ascending(std::span<const float> scores) {
+  std::vector<int64_t> order(scores.size());
+  std::iota(order.begin(), order.end(), int64_t(0));
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return scores[size_t(a)] < scores[size_t(b)]; });
+  return order;
+}
+}  // namespace detail
+
+inline void top_p(std::span<float> scores, double p, int64_t min_keep = 1) {
+  if (p >= 1.0) return;
+  const std::vector<double> prob = detail::probabilities(scores);
+  const std::vector<int64_t> order = detail::ascending(scores);
+  const int64_t n = int64_t(order.size());
+  double cumulative = 0;
+  for (int64_t i = 0; i < n - min_keep; ++i) {  // the min_keep most likely always stay
+    cumulative += prob[size_t(order[size_t(i)])];
+    if (cumulative > 1.0 - p) break;
+    scores[size_t(order[size_t(i)])] = kFiltered;
+  }
+}
+
+inline void min_p(std::span<float> scores, double m, int64_t min_keep = 1) {
+  const std::vector<double> prob = detail::probabilities(scores);
+  const double threshold = m * *std::max_element(prob.begin(), prob.end());
+  const std::vector<int64_t> order = detail::ascending(scores);
+  const int64_t n = int64_t(order.size());
+  for (int64_t i = 0; i < n - min_keep; ++i)  // the min_keep most likely always stay
+    if (prob[size_t(order[size_t(i)])] < threshold) scores[size_t(order[size_t(i)])] = kFiltered;
+}
+
+// The processors of `o` on one row of scores, in transformers' order; `history` is the row's tokens
+// so far (the prompt's real tokens when known, then the generated ones).
+inline void process_scores(std::span<float> scores, std::span<const int64_t> history, const GenerationOptions& o) {
+  repetition_penalty(scores, history, o.repetition_penalty);
+  no_repeat_ngram(scores, history, o.no_repeat_ngram_size);
+  if (!o.do_sample) return;
+  temperature(scores, o.temperature);
+  top_k(scores, o.top_k);
+  top_p(scores, o.top_p);
+  if (o.min_p) min_p(scores, *o.min_p);
+}
+
+// The first id of the largest score.
+inline int64_t argmax(std::span<const float> scores) {
+  return int64_t(std::max_element(scores.begin(), scores.end()) - scores.begin());
+}
+
+// Inverse-CDF draw at u in [0, 1) from softmax(scores): the first id whose cumulative probability
+// exceeds u. Filtered (−inf) ids are never drawn.
+inline int64_t sample(std::span<const float> scores, double u) {
+  const std::vector<double> prob = detail::probabilities(scores);
+  double cumulative = 0;
+  int64_t last = -1;
+  for (size_t i = 0; i < prob.size(); ++i) {
+    if (prob[i] == 0) continue;
+    cumulative += prob[i];
+    last = int64_t(i);
+    if (cumulative > u) return last;
+  }
+  return last;  // u within rounding of 1: the last drawable id
+}
+
+}  // namespace ctmllm::generate

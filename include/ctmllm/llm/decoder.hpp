@@ -1,0 +1,340 @@
+#pragma once
+// llm::Decoder: a decoder-only causal LM (Llama, Mistral, Phi-3, Qwen2, Gemma) configured at run
+// time from a Hugging Face config.json, with one block implementation for every family
+// (families.hpp holds the per-family switches).
+//
+//   h = embed(ids) or inputs_embeds                               [B, S, H]  (× √H for Gemma)
+//   each layer:  h += o_proj(attention(rope(q), rope(k), v))      pre-norm, causal, GQA/MQA
+//                h += down(act(gate(x)) · up(x)),  x = rms_norm(h)
+//   logits = lm_head(rms_norm(h))                                 [B, S, V]
+//
+// One code path over autograd::Variable: training records the graph, inference runs the same calls
+// under autograd::NoGradGuard (nothing is recorded) and may use a KvCache and bf16 weights.
+// Padding: attention_mask [B, S] (1 = real token) hides pad keys from every query; position_ids
+// default to cumsum(mask) − 1 continuing from the cache, so a left-padded row computes exactly what
+// it computes alone. Queries at pad positions see nothing and output undefined values (zeros here).
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ctmllm/autograd/activation.hpp"
+#include "ctmllm/autograd/attention.hpp"
+#include "ctmllm/autograd/elementwise.hpp"
+#include "ctmllm/autograd/parameters.hpp"
+#include "ctmllm/autograd/rope.hpp"
+#include "ctmllm/autograd/shape_ops.hpp"
+#include "ctmllm/io/hf_config.hpp"
+#include "ctmllm/llm/families.hpp"
+#include "ctmllm/llm/kv_cache.hpp"
+#include "ctmllm/llm/weights.hpp"
+#include "ctmllm/nn/norm.hpp"
+
+namespace ctmllm::llm {
+
+struct DecoderOptions {
+  Storage storage = Storage::compute;  // Storage::bf16: frozen bf16 matrices for inference
+};
+
+template <class T, class D = Cpu>
+struct DecoderInput {
+  Tensor<int64_t, D> input_ids;            // [B, S], or
+  autograd::Variable<T, D> inputs_embeds;  // [B, S, H]: token embeddings with injected visual tokens
+  Tensor<int64_t, D> attention_mask;       // [B, S]: 1 = real token, 0 = pad; undefined = all real
+  Tensor<int64_t, D> position_ids;         // [B, S]; undefined = cumsum(mask) − 1 after the cache's tokens
+  KvCache<T, D>* cache = nullptr;          // keys/values are appended to it and earlier ones attended to
+  int64_t logits_to_keep = 0;              // logits of the last n positions only; 0 = all
+  bool output_hidden_states = false;
+};
+
+template <class T, class D = Cpu>
+struct DecoderOutput {
+  autograd::Variable<T, D> logits;  // [B, S (or logits_to_keep), V]
+  // When asked: L + 1 tensors [B, S, H] as Hugging Face returns them: the (scaled) embeddings, then
+  // each layer's output, the last one after the final norm.
+  std::vector<autograd::Variable<T, D>> hidden_states;
+};
+
+template <class T, class D = Cpu>
+struct DecoderLayer {
+  nn::RMSNorm<T, D> input_norm, post_attention_norm;
+  Dense<T, D> q_proj, k_proj, v_proj, qkv_proj, o_proj;     // qkv_proj when the family fuses them
+  Dense<T, D> gate_proj, up_proj, gate_up_proj, down_proj;  // gate_up_proj likewise
+};
+
+template <class T, class D = Cpu>
+class Decoder {
+ public:
+  using Var = autograd::Variable<T, D>;
+
+  // config.json and the weights (model.safetensors, a sharded index, or pytorch_model.bin) of a
+  // Hugging Face folder.
+  static Decoder from_pretrained(const std::string& folder, const DecoderOptions& options = {}) {
+    return Decoder(io::load_llm_config(folder), CheckpointWeights(folder), options);
+  }
+
+  // Builds the network of `config` and takes every weight, by Hugging Face name, from `source`
+  // (CheckpointWeights, RandomWeights).
+  template <class Source>
+  Decoder(const io::LlmConfig& config, const Source& source, const DecoderOptions& options = {})
+      : config_(config), family_(family_of(config)), options_(options) {
+    if (options.storage == Storage::bf16) detail::check_bf16_supported<T, D>();
+    const int64_t H = config.hidden_size, I = config.intermediate_size, hd = config.head_dim;
+    const int64_t q_out = config.num_attention_heads * hd, kv_out = config.num_key_value_heads * hd;
+    Loader<Source> load{source, options.storage, params_};
+    embed_ = load.embedding("model.embed_tokens", config.vocab_size, H);
+    for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      DecoderLayer<T, D> L;
+      L.input_norm = load.norm(p + "input_layernorm", H, config.rms_norm_eps, family_.norm_weight_offset);
+      if (family_.fused_qkv) {
+        L.qkv_proj = load.dense(p + "self_attn.qkv_proj", q_out + 2 * kv_out, H, family_.qkv_bias);
+      } else {
+        L.q_proj = load.dense(p + "self_attn.q_proj", q_out, H, family_.qkv_bias);
+        L.k_proj = load.dense(p + "self_attn.k_proj", kv_out, H, family_.qkv_bias);
+        L.v_proj = load.dense(p + "self_attn.v_proj", kv_out, H, family_.qkv_bias);
+      }
+      L.o_proj = load.dense(p + "self_attn.o_proj", H, q_out, family_.o_bias);
+      L.post_attention_norm =
+          load.norm(p + "post_attention_layernorm", H, config.rms_norm_eps, family_.norm_weight_offset);
+      if (family_.fused_gate_up) {
+        L.gate_up_proj = load.dense(p + "mlp.gate_up_proj", 2 * I, H, family_.mlp_bias);
+      } else {
+        L.gate_proj = load.dense(p + "mlp.gate_proj", I, H, family_.mlp_bias);
+        L.up_proj = load.dense(p + "mlp.up_proj", I, H, family_.mlp_bias);
+      }
+      L.down_proj = load.dense(p + "mlp.down_proj", H, I, family_.mlp_bias);
+      layers_.push_back(std::move(L));
+    }
+    norm_ = load.norm("model.norm", H, config.rms_norm_eps, family_.norm_weight_offset);
+    lm_head_ = family_.tied_embeddings ? embed_.tied_head() : load.dense("lm_head", config.vocab_size, H, false);
+
+    rope_.theta = config.rope.theta;
+    rope_.rotary_dim = config.rotary_dim();
+    rope_.scaling = config.rope.type == io::RopeType::Llama3   ? ops::RopeScaling::llama3
+                    : config.rope.type == io::RopeType::Linear ? ops::RopeScaling::linear
+                                                               : ops::RopeScaling::none;
+    rope_.factor = config.rope.factor;
+    rope_.low_freq_factor = config.rope.low_freq_factor;
+    rope_.high_freq_factor = config.rope.high_freq_factor;
+    rope_.original_max_position_embeddings = config.rope.original_max_position_embeddings;
+    // Gemma: normalizer = torch.tensor(√H, dtype=hidden.dtype), i.e. rounded to the weights' dtype.
+    const double s = std::sqrt(double(H));
+    embed_scale_ = options.storage == Storage::bf16 ? double(float(bf16(float(s)))) : double(cast<T>(s));
+  }
+
+  const io::LlmConfig& config() const { return config_; }
+  const Family& family() const { return family_; }
+  Storage storage() const { return options_.storage; }
+  // The tensors held in T, under their Hugging Face names (bf16-stored matrices are not here).
+  autograd::Parameters<T, D>& parameters() { return params_; }
+  const autograd::Parameters<T, D>& parameters() const { return params_; }
+  const TokenEmbedding<T, D>& embed_tokens() const { return embed_; }
+  const Dense<T, D>& lm_head() const { return lm_head_; }
+  int64_t vocab_size() const { return config_.vocab_size; }
+  int64_t hidden_size() const { return config_.hidden_size; }
+
+  // Token embeddings [B, S, H] as embed_tokens gives them (unscaled): the MLLM splices visual tokens
+  // into these and passes the result as inputs_embeds.
+  Var embed(const Tensor<int64_t, D>& ids) const { return embed_(ids); }
+
+  // A cache for `batch` rows of up to `max_length` tokens.
+  KvCache<T, D> make_cache(int64_t batch, int64_t max_length) const {
+    return KvCache<T, D>(config_.num_hidden_layers, batch, config_.num_key_value_heads, config_.head_dim, max_length);
+  }
+
+  DecoderOutput<T, D> forward(const DecoderInput<T, D>& in) const {
+    CTMLLM_CHECK(in.logits_to_keep >= 0, "Decoder::forward: logits_to_keep must be >= 0, got ", in.logits_to_keep);
+    Var h = input_embeddings(in);
+    const int64_t B = h.size(0), S = h.size(1);
+    KvCache<T, D>* cache = in.cache;
+    const int64_t past = cache ? cache->length() : 0;
+    if (cache) {
+      CTMLLM_CHECK(!autograd::grad_mode(),
+                   "Decoder::forward: a KV cache is for inference; run under autograd::NoGradGuard");
+      CTMLLM_CHECK(cache->batch() == B && cache->layers() == int64_t(layers_.size()) &&
+                       cache->kv_heads() == config_.num_key_value_heads && cache->head_dim() == config_.head_dim,
+                   "Decoder::forward: the cache (batch ", cache->batch(), ", ", cache->layers(), " layers, ",
+                   cache->kv_heads(), " kv heads of ", cache->head_dim(), ") does not fit this model and batch ", B);
+    }
+    if (config_.sliding_window)
+      CTMLLM_CHECK(past + S <= *config_.sliding_window, "Decoder::forward: ", past + S,
+                   " tokens exceed the sliding window of ", *config_.sliding_window,
+                   ", which this decoder does not implement");
+    const std::vector<uint8_t> keep = keep_flags(in.attention_mask, B, S);
+    const Tensor<int64_t, D> positions = position_ids(in, keep, B, S);
+    Tensor<uint8_t, D> key_mask;  // [B, past + S], undefined when every key is real
+    if (cache) {
+      cache->reserve(S, keep);
+      key_mask = cache->keep_mask(past + S);
+    } else if (std::find(keep.begin(), keep.end(), uint8_t(0)) != keep.end()) {
+      key_mask = Tensor<uint8_t, Cpu>::from(std::span<const uint8_t>(keep), {B, S}).template to_device<D>();
+    }
+
+    DecoderOutput<T, D> out;
+    if (in.output_hidden_states) out.hidden_states.push_back(h);
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const DecoderLayer<T, D>& L = layers_[l];
+      h = autograd::add(h, attention(L, int64_t(l), L.input_norm(h), positions, key_mask, cache));
+      h = autograd::add(h, mlp(L, L.post_attention_norm(h)));
+      if (in.output_hidden_states && l + 1 < layers_.size()) out.hidden_states.push_back(h);
+    }
+    h = norm_(h);
+    if (in.output_hidden_states) out.hidden_states.push_back(h);
+    if (cache) cache->advance(S);
+    if (in.logits_to_keep > 0 && in.logits_to_keep < S) h = autograd::slice(h, 1, S - in.logits_to_keep, S);
+    out.logits = lm_head_(h);
+    return out;
+  }
+
+ private:
+  // Fills each part of the network from a source, registering T tensors in Parameters.
+  template <class Source>
+  struct Loader {
+    const Source& source;
+    Storage storage;
+    autograd::Parameters<T, D>& params;
+
+    Var param(const std::string& name, const Shape& shape, Role role) {
+      const Tensor<T, Cpu> t = source.template get<T>(name, shape, role, true);
+      return params.add(name, t.template to_device<D>(), storage == Storage::compute);  // bf16 models are frozen
+    }
+    Tensor<bf16, D> frozen(const std::string& name, const Shape& shape, Role role) {
+      return source.template get<bf16>(name, shape, role, false).template to_device<D>();
+    }
+    Dense<T, D> dense(const std::string& prefix, int64_t out, int64_t in, bool with_bias) {
+      Dense<T, D> d;
+      if (storage == Storage::bf16)
+        d.weight_bf16 = frozen(prefix + ".weight", {out, in}, Role::matrix);
+      else
+        d.weight = param(prefix + ".weight", {out, in}, Role::matrix);
+      if (with_bias) d.bias = param(prefix + ".bias", {out}, Role::bias);
+      return d;
+    }
+    TokenEmbedding<T, D> embedding(const std::string& prefix, int64_t vocab, int64_t hidden) {
+      TokenEmbedding<T, D> e;
+      if (storage == Storage::bf16)
+        e.weight_bf16 = frozen(prefix + ".weight", {vocab, hidden}, Role::embedding);
+      else
+        e.weight = param(prefix + ".weight", {vocab, hidden}, Role::embedding);
+      return e;
+    }
+    nn::RMSNorm<T, D> norm(const std::string& prefix, int64_t hidden, double eps, double offset) {
+      nn::RMSNorm<T, D> n;
+      n.weight = param(prefix + ".weight", {hidden}, Role::norm);
+      n.eps = eps;
+      n.weight_offset = offset;
+      return n;
+    }
+  };
+
+  // [B, S, H] from input_ids or inputs_embeds (exactly one), × √H for Gemma.
+  Var input_embeddings(const DecoderInput<T, D>& in) const {
+    CTMLLM_CHECK(in.input_ids.defined() != in.inputs_embeds.defined(),
+                 "Decoder::forward: give exactly one of input_ids and inputs_embeds");
+    Var h;
+    if (in.input_ids.defined()) {
+      check_rank(in.input_ids, 2, "Decoder::forward", "input_ids");
+      h = embed_(in.input_ids);
+    } else {
+      h = in.inputs_embeds;
+      CTMLLM_CHECK(h.rank() == 3 && h.size(2) == config_.hidden_size, "Decoder::forward: inputs_embeds must be [B, S, ",
+                   config_.hidden_size, "], got ", h.value().describe());
+    }
+    CTMLLM_CHECK(h.size(1) > 0, "Decoder::forward: empty sequence");
+    return family_.scale_embeddings ? autograd::mul_scalar(h, embed_scale_) : h;
+  }
+
+  // The mask as host keep flags [B·S] (all 1 without a mask); values other than 0 and 1 are an Error.
+  static std::vector<uint8_t> keep_flags(const Tensor<int64_t, D>& mask, int64_t B, int64_t S) {
+    if (!mask.defined()) return std::vector<uint8_t>(size_t(B * S), 1);
+    check_shape(mask, Shape{B, S}, "Decoder::forward", "attention_mask");
+    const std::vector<int64_t> m = mask.to_vector();
+    std::vector<uint8_t> keep(m.size());
+    for (size_t i = 0; i < m.size(); ++i) {
+      CTMLLM_CHECK(m[i] == 0 || m[i] == 1, "Decoder::forward: attention_mask holds ", m[i],
+                   "; only 0 and 1 are allowed");
+      keep[i] = uint8_t(m[i]);
+    }
+    return keep;
+  }
+
+  // Given position_ids, or cumsum(mask) − 1 continuing each row's real tokens in the cache (pads
+  // take their row's current position; their outputs are undefined anyway).
+  Tensor<int64_t, D> position_ids(const DecoderInput<T, D>& in, const std::vector<uint8_t>& keep, int64_t B,
+                                  int64_t S) const {
+    if (in.position_ids.defined()) {
+      check_shape(in.position_ids, Shape{B, S}, "Decoder::forward", "position_ids");
+      return in.position_ids;
+    }
+    Tensor<int64_t, Cpu> pos = Tensor<int64_t, Cpu>::empty({B, S});
+    for (int64_t b = 0; b < B; ++b) {
+      int64_t next = in.cache ? in.cache->real_tokens(b) : 0;
+      for (int64_t s = 0; s < S; ++s) {
+        pos.data()[b * S + s] = keep[size_t(b * S + s)] ? next : std::max<int64_t>(next - 1, 0);
+        next += keep[size_t(b * S + s)];
+      }
+    }
+    return pos.template to_device<D>();
+  }
+
+  // [B, S, n·hd] -> [B, n, S, hd] (a view)
+  Var split_heads(const Var& x, int64_t n) const {
+    return autograd::permute(autograd::reshape(x, {x.size(0), x.size(1), n, config_.head_dim}), {0, 2, 1, 3});
+  }
+
+  // Self-attention of one layer over x = input_norm(h) [B, S, H]; returns o_proj's output [B, S, H].
+  Var attention(const DecoderLayer<T, D>& L, int64_t l, const Var& x, const Tensor<int64_t, D>& positions,
+                const Tensor<uint8_t, D>& key_mask, KvCache<T, D>* cache) const {
+    const int64_t B = x.size(0), S = x.size(1), Hq = config_.num_attention_heads, Hkv = config_.num_key_value_heads;
+    const int64_t hd = config_.head_dim;
+    Var q, k, v;
+    if (family_.fused_qkv) {
+      const std::vector<Var> parts = autograd::split(L.qkv_proj(x), {Hq * hd, Hkv * hd, Hkv * hd}, -1);
+      q = parts[0], k = parts[1], v = parts[2];
+    } else {
+      q = L.q_proj(x), k = L.k_proj(x), v = L.v_proj(x);
+    }
+    q = autograd::rope(split_heads(q, Hq), positions, rope_);   // [B, Hq, S, hd]
+    k = autograd::rope(split_heads(k, Hkv), positions, rope_);  // [B, Hkv, S, hd]
+    v = split_heads(v, Hkv);
+    if (cache) {  // attend to every cached key, this step's included
+      cache->store(l, k.value(), v.value());
+      const int64_t end = cache->length() + S;
+      k = Var(cache->keys(l, end));
+      v = Var(cache->values(l, end));
+    }
+    ops::AttentionOptions<D> opts;
+    opts.causal = true;
+    opts.key_keep_mask = key_mask;
+    const Var o = autograd::attention(q, k, v, opts);  // [B, Hq, S, hd]
+    return L.o_proj(autograd::reshape(autograd::permute(o, {0, 2, 1, 3}), {B, S, Hq * hd}));
+  }
+
+  // down(act(gate(x)) · up(x)) over x = post_attention_norm(h) [B, S, H].
+  Var mlp(const DecoderLayer<T, D>& L, const Var& x) const {
+    Var gate, up;
+    if (family_.fused_gate_up) {
+      const int64_t I = config_.intermediate_size;
+      const std::vector<Var> parts = autograd::split(L.gate_up_proj(x), {I, I}, -1);
+      gate = parts[0], up = parts[1];
+    } else {
+      gate = L.gate_proj(x), up = L.up_proj(x);
+    }
+    return L.down_proj(autograd::mul(autograd::activation(gate, family_.activation), up));
+  }
+
+  io::LlmConfig config_;
+  Family family_;
+  DecoderOptions options_;
+  autograd::Parameters<T, D> params_;
+  TokenEmbedding<T, D> embed_;
+  std::vector<DecoderLayer<T, D>> layers_;
+  nn::RMSNorm<T, D> norm_;
+  Dense<T, D> lm_head_;
+  ops::RopeConfig rope_;
+  double embed_scale_ = 1.0;
+};
+
+}  // namespace ctmllm::llm

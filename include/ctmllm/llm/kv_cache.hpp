@@ -1,0 +1,116 @@
+#pragma once
+// KvCache: the keys (after RoPE) and values of every layer, preallocated as
+// [batch, kv_heads, max_length, head_dim] per layer — kv heads, not query heads, so GQA/MQA
+// models keep only what they compute. A forward over S new tokens writes slots
+// [length, length + S) of every layer and then advances length; every row of the batch advances
+// together, so a left-padded batch stays aligned and padding is carried as a keep mask [batch,
+// max_length] (0 = a pad slot no query may attend to). Each row also counts its real tokens, which
+// is the position its next real token takes (position_ids = cumsum(mask) − 1, as Hugging Face
+// computes them).
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "ctmllm/core/tensor.hpp"
+
+namespace ctmllm::llm {
+
+template <class T, class D = Cpu>
+class KvCache {
+ public:
+  KvCache() = default;
+  KvCache(int64_t layers, int64_t batch, int64_t kv_heads, int64_t head_dim, int64_t max_length)
+      : batch_(batch), max_length_(max_length), real_(size_t(batch), 0) {
+    CTMLLM_CHECK(layers > 0 && batch > 0 && kv_heads > 0 && head_dim > 0 && max_length > 0,
+                 "KvCache: layers, batch, kv_heads, head_dim and max_length must be positive, got ", layers, ", ",
+                 batch, ", ", kv_heads, ", ", head_dim, ", ", max_length);
+    for (int64_t l = 0; l < layers; ++l) {
+      keys_.push_back(Tensor<T, D>::empty({batch, kv_heads, max_length, head_dim}));
+      values_.push_back(Tensor<T, D>::empty({batch, kv_heads, max_length, head_dim}));
+    }
+    keep_ = std::vector<uint8_t>(size_t(batch * max_length), 1);
+  }
+
+  bool defined() const { return !keys_.empty(); }
+  int64_t layers() const { return int64_t(keys_.size()); }
+  int64_t batch() const { return batch_; }
+  int64_t length() const { return length_; }
+  int64_t max_length() const { return max_length_; }
+  int64_t kv_heads() const { return keys_.at(0).size(1); }
+  int64_t head_dim() const { return keys_.at(0).size(3); }
+  // Real (unmasked) tokens stored for row b: the position of its next real token.
+  int64_t real_tokens(int64_t b) const { return real_.at(size_t(b)); }
+  // Keep flag of slot j of row b (j < length).
+  bool kept(int64_t b, int64_t j) const { return keep_[size_t(b * max_length_ + j)] != 0; }
+
+  // Prepares S new slots: checks room and records their keep flags (keep: row-major [batch, S]).
+  void reserve(int64_t S, const std::vector<uint8_t>& keep) {
+    CTMLLM_CHECK(length_ + S <= max_length_, "KvCache: ", S, " new tokens after ", length_,
+                 " do not fit in max_length ", max_length_);
+    CTMLLM_CHECK(int64_t(keep.size()) == batch_ * S, "KvCache::reserve: ", keep.size(), " keep flags for batch ",
+                 batch_, " x ", S, " tokens");
+    for (int64_t b = 0; b < batch_; ++b)
+      for (int64_t s = 0; s < S; ++s) keep_[size_t(b * max_length_ + length_ + s)] = keep[size_t(b * S + s)];
+  }
+  // Writes layer l's new keys and values k, v [batch, kv_heads, S, head_dim] at the reserved slots.
+  void store(int64_t l, const Tensor<T, D>& k, const Tensor<T, D>& v) {
+    const int64_t S = k.size(2);
+    keys_.at(size_t(l)).slice(2, length_, length_ + S).copy_from(k);
+    values_.at(size_t(l)).slice(2, length_, length_ + S).copy_from(v);
+  }
+  // Layer l's keys / values of slots [0, end): views [batch, kv_heads, end, head_dim].
+  Tensor<T, D> keys(int64_t l, int64_t end) const { return keys_.at(size_t(l)).slice(2, 0, end); }
+  Tensor<T, D> values(int64_t l, int64_t end) const { return values_.at(size_t(l)).slice(2, 0, end); }
+  // The attention key mask of slots [0, end) as [batch, end], or undefined when every slot is kept.
+  Tensor<uint8_t, D> keep_mask(int64_t end) const {
+    Tensor<uint8_t, Cpu> m = Tensor<uint8_t, Cpu>::empty({batch_, end});
+    bool all = true;
+    for (int64_t b = 0; b < batch_; ++b)
+      for (int64_t j = 0; j < end; ++j) all &= (m.data()[b * end + j] = keep_[size_t(b * max_length_ + j)]) != 0;
+    return all ? Tensor<uint8_t, D>() : m.template to_device<D>();
+  }
+  // Makes the S reserved slots part of the cache.
+  void advance(int64_t S) {
+    for (int64_t b = 0; b < batch_; ++b)
+      for (int64_t s = 0; s < S; ++s) real_[size_t(b)] += keep_[size_t(b * max_length_ + length_ + s)];
+    length_ += S;
+  }
+  void clear() {
+    length_ = 0;
+    std::fill(real_.begin(), real_.end(), 0);
+    std::fill(keep_.begin(), keep_.end(), uint8_t(1));
+  }
+
+  // A cache whose row r is this cache's row rows[r] (any count, repeats allowed): expands a prompt
+  // to several beams or samples, and reorders beams after each step of beam search.
+  KvCache select_rows(const std::vector<int64_t>& rows) const {
+    const int64_t n = int64_t(rows.size());
+    KvCache out(layers(), n, kv_heads(), head_dim(), max_length_);
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t src = rows[size_t(r)];
+      CTMLLM_CHECK(src >= 0 && src < batch_, "KvCache::select_rows: row ", src, " outside a batch of ", batch_);
+      for (int64_t l = 0; l < layers(); ++l) {
+        out.keys_[size_t(l)]
+            .select(0, r)
+            .slice(1, 0, length_)
+            .copy_from(keys_[size_t(l)].select(0, src).slice(1, 0, length_));
+        out.values_[size_t(l)]
+            .select(0, r)
+            .slice(1, 0, length_)
+            .copy_from(values_[size_t(l)].select(0, src).slice(1, 0, length_));
+      }
+      std::copy_n(keep_.begin() + src * max_length_, max_length_, out.keep_.begin() + r * max_length_);
+      out.real_[size_t(r)] = real_[size_t(src)];
+    }
+    out.length_ = length_;
+    return out;
+  }
+
+ private:
+  std::vector<Tensor<T, D>> keys_, values_;  // per layer [batch, kv_heads, max_length, head_dim]
+  int64_t batch_ = 0, max_length_ = 0, length_ = 0;
+  std::vector<uint8_t> keep_;  // [batch, max_length] on the host: the bookkeeping is tiny
+  std::vector<int64_t> real_;  // [batch]
+};
+
+}  // namespace ctmllm::llm

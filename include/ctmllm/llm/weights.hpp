@@ -1,0 +1,158 @@
+#pragma once
+// Where a decoder's weights come from and how they are stored.
+//
+// Storage: every tensor is either held in the compute type T — a trainable autograd::Variable
+// registered under its Hugging Face name, the path training uses — or, for the large matrices
+// (projections, embeddings, lm_head), frozen in bf16 for inference: half the memory, zero-copy from
+// a bf16 checkpoint, and half the bytes per decoded token. Norm weights and biases stay in T.
+//
+// Sources: anything with `template <class U> Tensor<U, Cpu> get(name, shape, role, writable)`.
+// CheckpointWeights reads a Hugging Face folder (io::CheckpointDir); RandomWeights draws seeded
+// weights of the right scale for benchmarks and tests.
+#include <cmath>
+#include <string>
+#include <type_traits>
+
+#include "ctmllm/autograd/embedding.hpp"
+#include "ctmllm/autograd/matmul.hpp"
+#include "ctmllm/core/rng.hpp"
+#include "ctmllm/io/checkpoint.hpp"
+#include "ctmllm/llm/bf16_linear.hpp"
+
+namespace ctmllm::llm {
+
+enum class Storage { compute, bf16 };  // matrices in T (trainable) or in bf16 (frozen, inference)
+
+enum class Role { matrix, embedding, norm, bias };  // what a tensor is, for RandomWeights' scale
+
+namespace detail {
+template <class T, class D>
+constexpr bool bf16_supported = std::is_same_v<T, float>&& std::is_same_v<D, Cpu>;
+
+// The bf16 kernels run on float activations on the CPU; other combinations have no kernel.
+template <class T, class D>
+void check_bf16_supported() {
+  CTMLLM_CHECK((bf16_supported<T, D>), "bf16 weight storage needs float activations on the CPU, not ",
+               dtype_name(dtype_v<T>), " on ", D::name);
+}
+// bf16 weights are frozen: a graph through them would lose its gradient silently.
+template <class T, class D>
+void check_no_grad_through_bf16(const autograd::Variable<T, D>& x, const char* what) {
+  const bool needs = autograd::needs_grad(std::vector<autograd::Variable<T, D>>{x});
+  CTMLLM_CHECK(!needs, what,
+               ": weights stored in bf16 are inference-only; load with Storage::compute to train through them");
+}
+}  // namespace detail
+
+// A Linear layer y = x·Wᵀ + b over a weight stored in T or in bf16.
+template <class T, class D = Cpu>
+struct Dense {
+  autograd::Variable<T, D> weight;  // [out, in] in T; undefined when stored in bf16
+  Tensor<bf16, D> weight_bf16;      // [out, in]; undefined when stored in T
+  autograd::Variable<T, D> bias;    // [out], or undefined
+
+  int64_t out_features() const { return weight.defined() ? weight.size(0) : weight_bf16.size(0); }
+  int64_t in_features() const { return weight.defined() ? weight.size(1) : weight_bf16.size(1); }
+
+  // x [..., in] -> [..., out]
+  autograd::Variable<T, D> operator()(const autograd::Variable<T, D>& x) const {
+    if (weight.defined()) return autograd::linear(x, weight, bias);
+    detail::check_no_grad_through_bf16(x, "Dense");
+    const int64_t in = in_features(), out = out_features();
+    CTMLLM_CHECK(x.rank() >= 1 && x.size(-1) == in, "Dense: x ", x.value().describe(),
+                 " does not match the bf16 weight ", weight_bf16.describe());
+    Shape shape = x.shape();
+    shape[shape.rank() - 1] = out;
+    Tensor<T, D> y = Tensor<T, D>::empty(shape);
+    if constexpr (detail::bf16_supported<T, D>) {
+      const Tensor<T, D> xc = x.value().contiguous();
+      const int64_t rows = xc.numel() / std::max<int64_t>(in, 1);
+      const Tensor<T, D> b = bias.defined() ? bias.value().contiguous() : Tensor<T, D>();
+      kernels::linear_bf16(xc.data(), rows, in, reinterpret_cast<const uint16_t*>(weight_bf16.data()), out,
+                           b.defined() ? b.data() : nullptr, y.data());
+    } else {
+      detail::check_bf16_supported<T, D>();
+    }
+    return autograd::Variable<T, D>(std::move(y));
+  }
+};
+
+// Token embedding rows [vocab, hidden] stored in T or in bf16.
+template <class T, class D = Cpu>
+struct TokenEmbedding {
+  autograd::Variable<T, D> weight;  // [vocab, hidden] in T; undefined when stored in bf16
+  Tensor<bf16, D> weight_bf16;
+
+  int64_t vocab() const { return weight.defined() ? weight.size(0) : weight_bf16.size(0); }
+  int64_t hidden() const { return weight.defined() ? weight.size(1) : weight_bf16.size(1); }
+
+  // ids [...] -> [..., hidden]; an id outside [0, vocab) is an Error.
+  autograd::Variable<T, D> operator()(const Tensor<int64_t, D>& ids) const {
+    if (weight.defined()) return autograd::embedding(weight, ids);
+    const Tensor<int64_t, Cpu> host = ids.template to_device<Cpu>();
+    ops::impl::check_embedding_ids(host, vocab(), "TokenEmbedding");
+    Shape shape = ids.shape();
+    shape.push_back(hidden());
+    Tensor<T, D> y = Tensor<T, D>::empty(shape);
+    if constexpr (detail::bf16_supported<T, D>) {
+      kernels::embedding_bf16(reinterpret_cast<const uint16_t*>(weight_bf16.data()), hidden(), host.data(),
+                              host.numel(), y.data());
+    } else {
+      detail::check_bf16_supported<T, D>();
+    }
+    return autograd::Variable<T, D>(std::move(y));
+  }
+  // lm_head tied to these rows (Qwen2, Gemma): the same Variable, so both uses accumulate one gradient.
+  Dense<T, D> tied_head() const { return Dense<T, D>{weight, weight_bf16, {}}; }
+};
+
+// A Hugging Face model folder as a weight source: a missing tensor or a wrong shape is an Error
+// naming the tensor and the folder.
+class CheckpointWeights {
+ public:
+  explicit CheckpointWeights(const std::string& path) : dir_(path) {}
+
+  // `writable`: the caller will update the tensor (a trainable parameter), so a zero-copy view of the
+  // read-only mapping is copied; frozen bf16 weights stay views.
+  template <class U>
+  Tensor<U, Cpu> get(const std::string& name, const Shape& shape, Role, bool writable) const {
+    CTMLLM_CHECK(dir_.contains(name), dir_.path(), ": missing weight '", name, "'");
+    const Shape stored = dir_.shape(name);
+    CTMLLM_CHECK(stored == shape, dir_.path(), ": weight '", name, "' has shape ", stored, ", the config implies ",
+                 shape);
+    Tensor<U, Cpu> t = dir_.get<U>(name);
+    return writable && dir_.dtype(name) == dtype_v<U> ? t.clone() : t;
+  }
+
+ private:
+  io::CheckpointDir dir_;
+};
+
+// Seeded random weights with realistic scales: matrices and embeddings U(−a, a) with a = √(3 / in)
+// (unit-variance outputs for unit-variance inputs), norm weights 1 ± 0.1, biases ± 0.05. Uniform
+// draws are cheap, so a 0.5 B-parameter model fills in seconds.
+class RandomWeights {
+ public:
+  explicit RandomWeights(uint64_t seed) : rng_(seed) {}
+
+  template <class U>
+  Tensor<U, Cpu> get(const std::string&, const Shape& shape, Role role, bool) const {
+    switch (role) {
+      case Role::matrix:
+      case Role::embedding: {
+        const double a = std::sqrt(3.0 / double(shape[shape.rank() - 1]));
+        return rng_.template uniform<U>(shape, -a, a);
+      }
+      case Role::norm:
+        return rng_.template uniform<U>(shape, 0.9, 1.1);
+      case Role::bias:
+        return rng_.template uniform<U>(shape, -0.05, 0.05);
+    }
+    return {};
+  }
+
+ private:
+  mutable Rng rng_;  // draws advance the stream: tensors are filled in the order they are requested
+};
+
+}  // namespace ctmllm::llm

@@ -1,0 +1,126 @@
+// Logits processors and token choice against small hand-computed examples (transformers' rules).
+#include <cmath>
+#include <vector>
+
+#include "ctmllm/core/rng.hpp"
+#include "ctmllm/generate/sampling.hpp"
+#include "support/catch.hpp"
+
+using namespace ctmllm;
+using namespace ctmllm::generate;
+
+namespace {
+const float kInf = std::numeric_limits<float>::infinity();
+// Scores whose softmax is exactly these probabilities (up to rounding).
+std::vector<float> logits_of(const std::vector<double>& p) {
+  std::vector<float> s;
+  for (const double v : p) s.push_back(float(std::log(v)));
+  return s;
+}
+std::vector<bool> kept(const std::vector<float>& s) {
+  std::vector<bool> k;
+  for (const float v : s) k.push_back(v != -kInf);
+  return k;
+}
+}  // namespace
+
+TEST_CASE("repetition penalty divides positive and multiplies negative scores of seen ids", "[generate][sampling]") {
+  std::vector<float> s = {2.0f, -1.0f, 0.5f, -3.0f};
+  const std::vector<int64_t> history = {0, 1, 1};  // id 1 twice: penalised once
+  repetition_penalty(s, history, 2.0);
+  CHECK(s == std::vector<float>{1.0f, -2.0f, 0.5f, -3.0f});
+}
+
+TEST_CASE("no-repeat n-gram bans the token that would repeat an n-gram", "[generate][sampling]") {
+  std::vector<float> s(5, 0.0f);
+  no_repeat_ngram(s, std::vector<int64_t>{1, 2, 3, 1}, 2);  // after 1 came 2
+  CHECK(kept(s) == std::vector<bool>{true, true, false, true, true});
+  std::vector<float> t(5, 0.0f);
+  no_repeat_ngram(t, std::vector<int64_t>{1, 2, 3, 1, 2, 4, 1, 2}, 3);  // after (1, 2) came 3 and 4
+  CHECK(kept(t) == std::vector<bool>{true, true, true, false, false});
+  std::vector<float> u(5, 0.0f);
+  no_repeat_ngram(u, std::vector<int64_t>{1}, 3);  // too short for a 3-gram
+  CHECK(kept(u) == std::vector<bool>(5, true));
+}
+
+TEST_CASE("temperature and top-k", "[generate][sampling]") {
+  std::vector<float> s = {1.0f, 2.0f};
+  temperature(s, 0.5);
+  CHECK(s == std::vector<float>{2.0f, 4.0f});
+  std::vector<float> k2 = {1, 3, 2, 3};
+  top_k(k2, 2);  // the 2nd largest is 3: both 3s stay
+  CHECK(kept(k2) == std::vector<bool>{false, true, false, true});
+  std::vector<float> k3 = {1, 3, 2, 3};
+  top_k(k3, 3);
+  CHECK(kept(k3) == std::vector<bool>{false, true, true, true});
+  std::vector<float> k9 = {1, 3};
+  top_k(k9, 9);  // more than the vocabulary: nothing removed
+  CHECK(kept(k9) == std::vector<bool>{true, true});
+}
+
+TEST_CASE("top-p removes the least likely tokens holding at most 1 - p", "[generate][sampling]") {
+  const std::vector<double> p = {0.5, 0.3, 0.15, 0.05};
+  // Ascending: 0.05, 0.15, 0.3, 0.5 with running sums 0.05, 0.2, 0.5, 1.
+  auto run = [&](double top) {
+    std::vector<float> s = logits_of(p);
+    top_p(s, top);
+    return kept(s);
+  };
+  CHECK(run(0.9) == std::vector<bool>{true, true, true, false});     // 1 - p = 0.1: drops 0.05
+  CHECK(run(0.75) == std::vector<bool>{true, true, false, false});   // 0.25: drops 0.05 and 0.15
+  CHECK(run(0.01) == std::vector<bool>{true, false, false, false});  // the most likely always stays
+  CHECK(run(1.0) == std::vector<bool>{true, true, true, true});
+}
+
+TEST_CASE("min-p removes tokens below min_p times the top probability", "[generate][sampling]") {
+  const std::vector<double> p = {0.5, 0.3, 0.15, 0.05};
+  std::vector<float> a = logits_of(p);
+  min_p(a, 0.4);  // threshold 0.2
+  CHECK(kept(a) == std::vector<bool>{true, true, false, false});
+  std::vector<float> b = logits_of(p);
+  min_p(b, 0.7);  // threshold 0.35
+  CHECK(kept(b) == std::vector<bool>{true, false, false, false});
+}
+
+TEST_CASE("process_scores applies penalties always and warpers only when sampling", "[generate][sampling]") {
+  GenerationOptions o;
+  o.repetition_penalty = 2.0;
+  o.temperature = 0.5;
+  o.top_k = 1;
+  const std::vector<int64_t> history = {0};
+  std::vector<float> greedy = {2, 1, 0};
+  process_scores(greedy, history, o);
+  CHECK(greedy == std::vector<float>{1, 1, 0});  // penalty only
+  o.do_sample = true;
+  std::vector<float> sampled = {2, 1, 0};
+  process_scores(sampled, history, o);  // penalty -> [1, 1, 0], temperature -> [2, 2, 0], top-1 keeps the tie
+  CHECK(sampled == std::vector<float>{2, 2, -kInf});
+}
+
+TEST_CASE("argmax takes the first maximum; sample inverts the CDF", "[generate][sampling]") {
+  CHECK(argmax(std::vector<float>{1, 5, 5, 2}) == 1);
+  const std::vector<float> s = logits_of({0.5, 0.3, 0.15, 0.05});  // cumulative 0.5, 0.8, 0.95, 1
+  CHECK(sample(s, 0.0) == 0);
+  CHECK(sample(s, 0.49) == 0);
+  CHECK(sample(s, 0.51) == 1);
+  CHECK(sample(s, 0.79) == 1);
+  CHECK(sample(s, 0.81) == 2);
+  CHECK(sample(s, 0.96) == 3);
+  std::vector<float> f = s;
+  f[0] = -kInf;  // renormalised: 0.6, 0.3, 0.1
+  CHECK(sample(f, 0.0) == 1);
+  CHECK(sample(f, 0.95) == 3);
+  CHECK(sample(f, 0.9999999) == 3);
+}
+
+TEST_CASE("seeded draws follow the distribution", "[generate][sampling]") {
+  const std::vector<float> s = logits_of({0.5, 0.3, 0.15, 0.05});
+  const Rng rng(7);
+  std::vector<double> freq(4, 0.0);
+  const int n = 40000;
+  for (int i = 0; i < n; ++i) freq[size_t(sample(s, rng.uniform_at(uint64_t(i))))] += 1.0 / n;
+  CHECK(freq[0] == Catch::Approx(0.5).margin(0.01));
+  CHECK(freq[1] == Catch::Approx(0.3).margin(0.01));
+  CHECK(freq[2] == Catch::Approx(0.15).margin(0.01));
+  CHECK(freq[3] == Catch::Approx(0.05).margin(0.01));
+}

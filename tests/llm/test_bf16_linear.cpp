@@ -1,0 +1,64 @@
+// The bf16-weight kernels against ops::linear on the same weights converted to float: every row count
+// of the GEMV path (groups of 4 rows and their remainders) and the blocked GEMM path, lengths with
+// and without a tail, with and without bias; results independent of the thread count.
+#include <vector>
+
+#include "ctmllm/core/rng.hpp"
+#include "ctmllm/llm/bf16_linear.hpp"
+#include "ctmllm/ops/matmul.hpp"
+#include "support/catch.hpp"
+#include "support/compare.hpp"
+
+using namespace ctmllm;
+using testing::max_abs_diff;
+using testing::rel_error;
+
+namespace {
+Tensor<float> run(const Tensor<float>& x, const Tensor<bf16>& w, const Tensor<float>& b) {
+  Tensor<float> y = Tensor<float>::empty({x.size(0), w.size(0)});
+  llm::kernels::linear_bf16(x.data(), x.size(0), x.size(1), reinterpret_cast<const uint16_t*>(w.data()), w.size(0),
+                            b.defined() ? b.data() : nullptr, y.data());
+  return y;
+}
+}  // namespace
+
+TEST_CASE("linear over bf16 weights equals the float linear on the converted weights", "[llm][bf16]") {
+  Rng rng(11);
+  for (const int64_t in : {67, 96, 301}) {
+    const Tensor<bf16> w = rng.normal<float>({300, in}).to<bf16>();  // 300: not a multiple of the GEMM block
+    const Tensor<float> wf = w.to<float>(), bias = rng.normal<float>({300});
+    for (const int64_t n : {1, 2, 3, 4, 5, 7, 16, 17, 40}) {
+      const Tensor<float> x = rng.normal<float>({n, in});
+      for (const bool with_bias : {false, true}) {
+        INFO("in " << in << ", n " << n << ", bias " << with_bias);
+        const Tensor<float> b = with_bias ? bias : Tensor<float>();
+        CHECK(rel_error(run(x, w, b), ops::linear(x, wf, b)) <= 1e-6);
+      }
+    }
+  }
+}
+
+TEST_CASE("bf16 linear results do not depend on the thread count", "[llm][bf16]") {
+  Rng rng(12);
+  const Tensor<bf16> w = rng.normal<float>({1000, 200}).to<bf16>();
+  const int saved = num_threads();
+  for (const int64_t n : {3, 33}) {
+    const Tensor<float> x = rng.normal<float>({n, 200});
+    set_num_threads(1);
+    const Tensor<float> one = run(x, w, {});
+    set_num_threads(2);
+    const Tensor<float> two = run(x, w, {});
+    CHECK(max_abs_diff(one, two) == 0.0);
+  }
+  set_num_threads(saved);
+}
+
+TEST_CASE("bf16 embedding rows convert exactly", "[llm][bf16]") {
+  Rng rng(13);
+  const Tensor<bf16> table = rng.normal<float>({10, 7}).to<bf16>();
+  const std::vector<int64_t> ids = {3, 9, 3, 0};
+  Tensor<float> y = Tensor<float>::empty({4, 7});
+  llm::kernels::embedding_bf16(reinterpret_cast<const uint16_t*>(table.data()), 7, ids.data(), 4, y.data());
+  for (int64_t i = 0; i < 4; ++i)
+    for (int64_t h = 0; h < 7; ++h) CHECK(y.at(i, h) == float(table.at(ids[size_t(i)], h)));
+}

@@ -1,0 +1,92 @@
+// KvCache: prefill then decode equals the full forward (every family, GQA/MQA included), a
+// left-padded batch through the cache gives each row's unpadded logits, and row selection (beams).
+#include <string>
+
+#include "ctmllm/llm/decoder.hpp"
+#include "support/catch.hpp"
+#include "support/compare.hpp"
+#include "support/fixtures.hpp"
+
+using namespace ctmllm;
+using testing::rel_error;
+
+namespace {
+using Model = llm::Decoder<float>;
+Model load(const std::string& family, llm::Storage storage = llm::Storage::compute) {
+  return Model::from_pretrained(testing::fixture_path("llm/" + family), {storage});
+}
+testing::Fixture reference(const std::string& family) {
+  return testing::Fixture("llm/" + family + "/reference.safetensors");
+}
+}  // namespace
+
+TEST_CASE("prefill then decode through the cache equals the full forward", "[llm][kv_cache]") {
+  const std::string family = GENERATE("llama", "mistral", "phi3", "qwen2", "gemma");
+  const auto storage = GENERATE(llm::Storage::compute, llm::Storage::bf16);
+  INFO(family << (storage == llm::Storage::bf16 ? " bf16" : " float"));
+  const Model model = load(family, storage);
+  const auto ids = reference(family).get<int64_t>("input_ids");  // [2, 17]
+  autograd::NoGradGuard no_grad;
+  const Tensor<float> full = model.forward({.input_ids = ids}).logits.value();
+  auto cache = model.make_cache(2, 20);
+  CHECK(cache.kv_heads() == model.config().num_key_value_heads);  // GQA-aware: kv heads, not query heads
+  // Chunks of 9, 1, 1, 3, 1, 1, 1 tokens: a prefill, single-token steps and a multi-token step.
+  int64_t s0 = 0;
+  for (const int64_t n : {9, 1, 1, 3, 1, 1, 1}) {
+    const auto out = model.forward({.input_ids = ids.slice(1, s0, s0 + n).clone(), .cache = &cache});
+    const double err = rel_error(out.logits.value(), full.slice(1, s0, s0 + n).clone());
+    INFO("tokens [" << s0 << ", " << s0 + n << "): " << err);
+    CHECK(err <= 1e-5);
+    s0 += n;
+    CHECK(cache.length() == s0);
+    CHECK(cache.real_tokens(0) == s0);
+  }
+}
+
+TEST_CASE("a left-padded batch through the cache gives each row's unpadded logits", "[llm][kv_cache]") {
+  const std::string family = GENERATE("llama", "qwen2", "gemma");
+  INFO(family);
+  const Model model = load(family);
+  const auto ref = reference(family);
+  const auto ids = ref.get<int64_t>("padded_input_ids"), mask = ref.get<int64_t>("padded_attention_mask");
+  const auto expect = ref.get("padded_logits");  // [2, 9, V]; row 1 starts with 4 pads
+  autograd::NoGradGuard no_grad;
+  auto cache = model.make_cache(2, 9);
+  // The first 6 tokens in one step (row 1: 4 pads and 2 real tokens), then one at a time.
+  int64_t s0 = 0;
+  for (const int64_t n : {6, 1, 1, 1}) {
+    const auto out = model.forward({.input_ids = ids.slice(1, s0, s0 + n).clone(),
+                                    .attention_mask = mask.slice(1, s0, s0 + n).clone(),
+                                    .cache = &cache});
+    const Tensor<float> logits = out.logits.value();
+    CHECK(rel_error(logits.select(0, 0).clone(), expect.select(0, 0).slice(0, s0, s0 + n).clone()) <= 1e-5);
+    const int64_t r0 = std::max<int64_t>(s0, 4);  // row 1's real positions in this chunk
+    if (r0 < s0 + n)
+      CHECK(rel_error(logits.select(0, 1).slice(0, r0 - s0, n).clone(),
+                      expect.select(0, 1).slice(0, r0, s0 + n).clone()) <= 1e-5);
+    s0 += n;
+  }
+  CHECK(cache.real_tokens(0) == 9);
+  CHECK(cache.real_tokens(1) == 5);
+  CHECK_FALSE(cache.kept(1, 3));
+  CHECK(cache.kept(1, 4));
+}
+
+TEST_CASE("select_rows expands and reorders the cache's rows", "[llm][kv_cache]") {
+  const Model model = load("gemma");  // MQA: one kv head
+  const auto ids = reference("gemma").get<int64_t>("input_ids");
+  autograd::NoGradGuard no_grad;
+  auto cache = model.make_cache(2, 17);
+  (void)model.forward({.input_ids = ids.slice(1, 0, 16).clone(), .cache = &cache});
+  // Rows (1, 0, 1): the last token of each source row continues exactly as in the full forward.
+  auto picked = cache.select_rows({1, 0, 1});
+  CHECK(picked.batch() == 3);
+  CHECK(picked.length() == 16);
+  const auto last = ids.slice(1, 16, 17).clone();  // [2, 1]
+  const auto next = Tensor<int64_t>::from({last.at(1, 0), last.at(0, 0), last.at(1, 0)}, {3, 1});
+  const Tensor<float> got = model.forward({.input_ids = next, .cache = &picked}).logits.value();
+  const Tensor<float> full = model.forward({.input_ids = ids}).logits.value().slice(1, 16, 17).clone();
+  for (const auto& [r, src] : {std::pair{0, 1}, {1, 0}, {2, 1}})
+    CHECK(rel_error(got.select(0, r).clone(), full.select(0, src).clone()) <= 1e-5);
+  CHECK_THROWS_AS(cache.select_rows({2}), Error);
+}
