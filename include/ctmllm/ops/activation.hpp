@@ -2,9 +2,6 @@
 // Pointwise activations: gelu (exact erf form, as nn.GELU(); tanh form, as approximate="tanh") and
 // silu (x·σ(x)). Any shape; the result is contiguous.
 #include "ctmllm/ops/cpu/activation.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/activation.hpp"
-#endif
 
 namespace ctmllm::ops {
 

@@ -11,9 +11,6 @@
 #include <optional>
 
 #include "ctmllm/ops/cpu/attention.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/attention.hpp"
-#endif
 
 namespace ctmllm::ops {
 

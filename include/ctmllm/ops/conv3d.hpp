@@ -7,9 +7,6 @@
 
 #include "ctmllm/ops/cpu/conv3d.hpp"
 #include "ctmllm/ops/patch_embed.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/conv3d.hpp"
-#endif
 
 namespace ctmllm::ops {
 

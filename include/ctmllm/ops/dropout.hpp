@@ -6,9 +6,6 @@
 #include <cstdint>
 
 #include "ctmllm/ops/cpu/dropout.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/dropout.hpp"
-#endif
 
 namespace ctmllm::ops {
 

@@ -6,9 +6,6 @@
 #include "ctmllm/ops/cpu/accumulate.hpp"
 #include "ctmllm/ops/cpu/elementwise.hpp"
 #include "ctmllm/ops/reduce.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/elementwise.hpp"
-#endif
 
 namespace ctmllm::ops {
 

@@ -3,9 +3,6 @@
 // [0, V) is an Error naming the id and V. The backward is a deterministic scatter-add into a dense
 // dweight [V, H].
 #include "ctmllm/ops/cpu/embedding.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/embedding.hpp"
-#endif
 
 namespace ctmllm::ops {
 

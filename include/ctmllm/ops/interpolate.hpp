@@ -11,9 +11,6 @@
 #include <optional>
 
 #include "ctmllm/ops/cpu/interpolate.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/interpolate.hpp"
-#endif
 
 namespace ctmllm::ops {
 

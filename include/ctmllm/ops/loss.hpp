@@ -4,9 +4,6 @@
 // loss after the shift). With no kept target the loss and its gradient are 0 (PyTorch gives nan).
 // A target outside [0, C) that is not ignore_index is an Error naming the value and its index.
 #include "ctmllm/ops/cpu/loss.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/loss.hpp"
-#endif
 
 namespace ctmllm::ops {
 

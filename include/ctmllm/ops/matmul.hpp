@@ -5,9 +5,6 @@
 // Results are contiguous; inputs may have any strides.
 #include "ctmllm/ops/cpu/matmul.hpp"
 #include "ctmllm/ops/reduce.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/matmul.hpp"
-#endif
 
 namespace ctmllm::ops {
 

@@ -6,9 +6,6 @@
 #include <cmath>
 
 #include "ctmllm/ops/cpu/norm.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/norm.hpp"
-#endif
 
 namespace ctmllm::ops {
 

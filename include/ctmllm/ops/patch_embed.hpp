@@ -5,9 +5,6 @@
 #include <array>
 
 #include "ctmllm/ops/cpu/patch_embed.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/patch_embed.hpp"
-#endif
 
 namespace ctmllm::ops {
 

@@ -4,9 +4,6 @@
 #include <array>
 
 #include "ctmllm/ops/cpu/pool3d.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/pool3d.hpp"
-#endif
 
 namespace ctmllm::ops {
 

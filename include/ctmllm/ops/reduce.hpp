@@ -6,9 +6,6 @@
 #include <vector>
 
 #include "ctmllm/ops/cpu/reduce.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/reduce.hpp"
-#endif
 
 namespace ctmllm::ops {
 

@@ -9,9 +9,6 @@
 #include <vector>
 
 #include "ctmllm/ops/cpu/rope.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/rope.hpp"
-#endif
 
 namespace ctmllm::ops {
 

@@ -6,9 +6,6 @@
 #include <vector>
 
 #include "ctmllm/ops/cpu/shape_ops.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/shape_ops.hpp"
-#endif
 
 namespace ctmllm::ops {
 

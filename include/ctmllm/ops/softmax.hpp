@@ -3,9 +3,6 @@
 // maximum is subtracted before exp). Any shape of rank ≥ 1; the result is contiguous. The backward
 // functions take the forward output y, not x.
 #include "ctmllm/ops/cpu/softmax.hpp"
-#if defined(CTMLLM_WITH_CUDA)
-#include "ctmllm/ops/cuda/softmax.hpp"
-#endif
 
 namespace ctmllm::ops {
 
