@@ -34,6 +34,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ctmllm/core/error.hpp"
+#include "ctmllm/text/json_file.hpp"
 #include "ctmllm/eval/sentences.hpp"
 #include "ctmllm/eval/utf8.hpp"
 
@@ -84,17 +85,7 @@ struct KnowledgeBase {
     return kb;
   }
 
-  static KnowledgeBase load(const std::string& path) {
-    std::ifstream in(path);
-    CTMLLM_CHECK(in, path, ": cannot open knowledge base");
-    nlohmann::json j;
-    try {
-      in >> j;
-    } catch (const nlohmann::json::exception& e) {
-      fail(path, ": invalid JSON: ", e.what());
-    }
-    return from_json(j, path);
-  }
+  static KnowledgeBase load(const std::string& path) { return from_json(text::read_json_file(path), path); }
 
   nlohmann::json to_json() const {
     nlohmann::json j = nlohmann::json::object();
