@@ -1,0 +1,168 @@
+#pragma once
+// train::AdamW: torch.optim.AdamW semantics (decoupled weight decay), with parameter groups.
+//
+//   w ← w − lr·wd·w
+//   m ← β1·m + (1 − β1)·g            v ← β2·v + (1 − β2)·g²
+//   w ← w − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps)
+//
+// Each group has its own base learning rate and weight decay; a schedule scales every group's base
+// rate by one factor (set_lr_factor), as torch's LambdaLR does. Parameters without a gradient in a
+// step are skipped (their moments and step count stay), as torch does. The moments are kept in
+// float whatever T is (the master precision of mixed-precision training); the update of each
+// element is computed in double, so a float model follows a float64 reference to ~1e-7.
+#include <cmath>
+#include <optional>
+#include <type_traits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ctmllm/autograd/variable.hpp"
+#include "ctmllm/core/parallel.hpp"
+
+namespace ctmllm::train {
+
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.01;
+};
+
+template <class T, class D = Cpu>
+class AdamW {
+ public:
+  using Var = autograd::Variable<T, D>;
+
+  struct Group {
+    std::vector<Var> params;
+    double lr;
+    double weight_decay;
+  };
+
+  explicit AdamW(AdamWOptions options = {}) : options_(options) { check_options(options, "AdamW"); }
+  // One group with the options' lr and weight decay.
+  AdamW(const std::vector<Var>& params, AdamWOptions options) : AdamW(options) { add_group(params); }
+
+  // A group with its own base lr and weight decay (defaults: the options'). Every parameter must be
+  // a trainable leaf and may appear once.
+  void add_group(const std::vector<Var>& params, std::optional<double> lr = std::nullopt,
+                 std::optional<double> weight_decay = std::nullopt) {
+    Group g{{}, lr.value_or(options_.lr), weight_decay.value_or(options_.weight_decay)};
+    CTMLLM_CHECK(g.lr >= 0 && g.weight_decay >= 0, "AdamW: a group's lr and weight_decay must be >= 0");
+    for (const Var& p : params) {
+      CTMLLM_CHECK(p.defined() && p.is_leaf() && p.requires_grad(), "AdamW: '", p.defined() ? p.name() : "?",
+                   "' is not a trainable parameter");
+      for (const State& s : state_)
+        CTMLLM_CHECK(s.param.state() != p.state(), "AdamW: parameter '", p.name(), "' is in two groups");
+      state_.push_back(State{p, Tensor<float, Cpu>::zeros(p.shape()), Tensor<float, Cpu>::zeros(p.shape()), 0,
+                             groups_.size()});
+      g.params.push_back(p);
+    }
+    groups_.push_back(std::move(g));
+  }
+
+  const std::vector<Group>& groups() const { return groups_; }
+  const AdamWOptions& options() const { return options_; }
+  // The schedule's multiplier of every group's base lr (1 at construction).
+  void set_lr_factor(double f) {
+    CTMLLM_CHECK(std::isfinite(f) && f >= 0, "AdamW: lr factor must be finite and >= 0, got ", f);
+    lr_factor_ = f;
+  }
+  double lr_factor() const { return lr_factor_; }
+  double lr(size_t group = 0) const {
+    CTMLLM_CHECK(group < groups_.size(), "AdamW::lr: no group ", group, " (", groups_.size(), " groups)");
+    return groups_[group].lr * lr_factor_;
+  }
+
+  // One update of every parameter that has a gradient.
+  void step() {
+    for (State& s : state_) {
+      const Tensor<T, D>& grad = s.param.grad();
+      if (!grad.defined()) continue;
+      const Group& g = groups_[s.group];
+      ++s.step;
+      update(s, grad, g.lr * lr_factor_, g.weight_decay);
+    }
+  }
+
+  void zero_grad() {
+    for (State& s : state_) s.param.zero_grad();
+  }
+
+  // Moments and step counts under "<param name>.exp_avg", ".exp_avg_sq", ".step" (a [1] float, exact
+  // up to 2^24 steps), for checkpoints; load_state() restores them into an optimizer over the same
+  // parameters, and the continuation is bit-identical.
+  std::vector<std::pair<std::string, Tensor<float, Cpu>>> state() const {
+    std::vector<std::pair<std::string, Tensor<float, Cpu>>> out;
+    for (const State& s : state_) {
+      out.emplace_back(s.param.name() + ".exp_avg", s.exp_avg);
+      out.emplace_back(s.param.name() + ".exp_avg_sq", s.exp_avg_sq);
+      out.emplace_back(s.param.name() + ".step", Tensor<float, Cpu>::full({1}, float(s.step)));
+    }
+    return out;
+  }
+  template <class Lookup>  // Lookup(name) -> Tensor<float, Cpu> (an Error when missing)
+  void load_state(Lookup&& lookup) {
+    for (State& s : state_) {
+      Tensor<float, Cpu> m = lookup(s.param.name() + ".exp_avg"), v = lookup(s.param.name() + ".exp_avg_sq");
+      check_shape(m, s.param.shape(), "AdamW::load_state", (s.param.name() + ".exp_avg").c_str());
+      check_shape(v, s.param.shape(), "AdamW::load_state", (s.param.name() + ".exp_avg_sq").c_str());
+      s.exp_avg = m.contiguous().clone();
+      s.exp_avg_sq = v.contiguous().clone();
+      const Tensor<float, Cpu> step = lookup(s.param.name() + ".step");
+      check_shape(step, Shape{1}, "AdamW::load_state", (s.param.name() + ".step").c_str());
+      const float n = step.item();
+      CTMLLM_CHECK(n >= 0 && n == std::floor(n), "AdamW::load_state: ", s.param.name(), ".step must be a count, got ", n);
+      s.step = int64_t(n);
+    }
+  }
+
+ private:
+  struct State {
+    Var param;
+    Tensor<float, Cpu> exp_avg, exp_avg_sq;
+    int64_t step = 0;
+    size_t group = 0;
+  };
+
+  static void check_options(const AdamWOptions& o, const char* who) {
+    CTMLLM_CHECK(o.lr >= 0 && o.eps > 0 && o.weight_decay >= 0, who, ": lr and weight_decay must be >= 0, eps > 0");
+    CTMLLM_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, who, ": betas must be in [0, 1)");
+  }
+
+  void update(State& s, const Tensor<T, D>& grad, double lr, double wd) const {
+    // The parameter's storage is updated in place (views of it elsewhere see the new value); a
+    // device tensor makes the round trip through host memory.
+    Tensor<T, Cpu> w = s.param.value().template to_device<Cpu>().contiguous();
+    const Tensor<T, Cpu> gc = grad.template to_device<Cpu>().contiguous();
+    const double b1 = options_.beta1, b2 = options_.beta2, eps = options_.eps;
+    const double c1 = 1 - std::pow(b1, double(s.step)), sc2 = std::sqrt(1 - std::pow(b2, double(s.step)));
+    T* pw = w.data();
+    const T* pg = gc.data();
+    float* pm = s.exp_avg.data();
+    float* pv = s.exp_avg_sq.data();
+    parallel_for(0, w.numel(), 1 << 14, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        const double g = double(pg[i]);
+        double x = double(pw[i]) * (1 - lr * wd);
+        const double m = b1 * double(pm[i]) + (1 - b1) * g;
+        const double v = b2 * double(pv[i]) + (1 - b2) * g * g;
+        x -= lr / c1 * m / (std::sqrt(v) / sc2 + eps);
+        pm[i] = float(m);
+        pv[i] = float(v);
+        pw[i] = cast<T>(x);
+      }
+    });
+    if (!std::is_same_v<D, Cpu> || (const void*)w.data() != (const void*)s.param.value().data())
+      s.param.value().copy_from(w.template to_device<D>());
+  }
+
+  AdamWOptions options_;
+  std::vector<Group> groups_;
+  std::vector<State> state_;
+  double lr_factor_ = 1.0;
+};
+
+}  // namespace ctmllm::train
