@@ -10,6 +10,8 @@
 //    scratch, then one Eigen GEMM per block; the conversion is amortised over the n rows.
 // Both split the output columns over the threads; each output is summed by one thread in a fixed
 // order, so results do not depend on the thread count.
+//
+// linear_bf16_backward_input: dx = dy · w, the input gradient through the frozen weight.
 #include <algorithm>
 #include <bit>
 #include <cstdint>
@@ -152,6 +154,51 @@ inline void linear_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w
 #endif
   std::vector<float> scratch(size_t(kBlockRows * in));
   for (int64_t blk = 0; blk < blocks; ++blk) block(blk, scratch);
+}
+
+// dx [n, in] = dy [n, out] · w, w bf16 [out, in]: the input gradient of linear_bf16, for training
+// through a frozen bf16 weight (no weight gradient). Work items are tiles of kBackwardRows rows of dy
+// by kBackwardCols columns of dx; each converts kBlockRows × kBackwardCols tiles of w to float and
+// accumulates dy[:, rows] · tile over the rows of w in order, so every dx element is summed by one
+// thread in a fixed order and the result does not depend on the thread count.
+inline constexpr int64_t kBackwardRows = 256;
+inline constexpr int64_t kBackwardCols = 256;
+
+inline void linear_bf16_backward_input(const float* dy, int64_t n, int64_t out, const uint16_t* w, int64_t in,
+                                       float* dx) {
+  using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Stride = Eigen::OuterStride<>;
+  const int64_t row_tiles = (n + kBackwardRows - 1) / kBackwardRows, col_tiles = (in + kBackwardCols - 1) / kBackwardCols;
+  auto tile = [&](int64_t t, std::vector<float>& scratch) {
+    const int64_t r0 = (t / col_tiles) * kBackwardRows, c0 = (t % col_tiles) * kBackwardCols;
+    const int64_t rows = std::min(kBackwardRows, n - r0), cols = std::min(kBackwardCols, in - c0);
+    const Eigen::Map<const RowMat> dym(dy + r0 * out, rows, out);
+    Eigen::Map<RowMat, Eigen::Unaligned, Stride> dxb(dx + r0 * in + c0, rows, cols, Stride(in));
+    dxb.setZero();
+    for (int64_t o0 = 0; o0 < out; o0 += kBlockRows) {
+      const int64_t wr = std::min(kBlockRows, out - o0);
+      for (int64_t r = 0; r < wr; ++r) {
+        const uint16_t* src = w + (o0 + r) * in + c0;
+        for (int64_t c = 0; c < cols; ++c) scratch[size_t(r * cols + c)] = bf16_bits_to_float(src[c]);
+      }
+      const Eigen::Map<const RowMat> wb(scratch.data(), wr, cols);
+      dxb.noalias() += dym.middleCols(o0, wr) * wb;
+    }
+  };
+  const int64_t tiles = row_tiles * col_tiles;
+#if defined(_OPENMP)
+  if (!omp_in_parallel()) {
+#pragma omp parallel
+    {
+      std::vector<float> scratch(size_t(kBlockRows * kBackwardCols));
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < tiles; ++t) tile(t, scratch);
+    }
+    return;
+  }
+#endif
+  std::vector<float> scratch(size_t(kBlockRows * kBackwardCols));
+  for (int64_t t = 0; t < tiles; ++t) tile(t, scratch);
 }
 
 // y [n, H] = rows ids[i] of table [V, H] (bf16), converted to float. Ids are checked by the caller.

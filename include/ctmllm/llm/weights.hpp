@@ -10,6 +10,7 @@
 // CheckpointWeights reads a Hugging Face folder (io::CheckpointDir); RandomWeights draws seeded
 // weights of the right scale for benchmarks and tests.
 #include <cmath>
+#include <optional>
 #include <string>
 #include <type_traits>
 
@@ -18,6 +19,8 @@
 #include "ctmllm/core/rng.hpp"
 #include "ctmllm/io/checkpoint.hpp"
 #include "ctmllm/llm/bf16_linear.hpp"
+#include "ctmllm/nn/lora.hpp"
+#include "ctmllm/ops/reduce.hpp"
 
 namespace ctmllm::llm {
 
@@ -35,45 +38,79 @@ void check_bf16_supported() {
   CTMLLM_CHECK((bf16_supported<T, D>), "bf16 weight storage needs float activations on the CPU, not ",
                dtype_name(dtype_v<T>), " on ", D::name);
 }
-// bf16 weights are frozen: a graph through them would lose its gradient silently.
-template <class T, class D>
-void check_no_grad_through_bf16(const autograd::Variable<T, D>& x, const char* what) {
-  const bool needs = autograd::needs_grad(std::vector<autograd::Variable<T, D>>{x});
-  CTMLLM_CHECK(!needs, what,
-               ": weights stored in bf16 are inference-only; load with Storage::compute to train through them");
-}
 }  // namespace detail
 
-// A Linear layer y = x·Wᵀ + b over a weight stored in T or in bf16.
+// A Linear layer y = x·Wᵀ + b over a weight stored in T or in bf16, with an optional LoRA/DoRA
+// adapter applied in the same call (nn/lora.hpp). A bf16 weight is frozen, but gradients flow through
+// it to x (dx = dy·W, float accumulation): LoRA on a bf16 base, and training what feeds a frozen LLM.
 template <class T, class D = Cpu>
 struct Dense {
   autograd::Variable<T, D> weight;  // [out, in] in T; undefined when stored in bf16
   Tensor<bf16, D> weight_bf16;      // [out, in]; undefined when stored in T
   autograd::Variable<T, D> bias;    // [out], or undefined
+  std::optional<nn::LoraAdapter<T, D>> adapter;  // skipped while merged into the weight
 
   int64_t out_features() const { return weight.defined() ? weight.size(0) : weight_bf16.size(0); }
   int64_t in_features() const { return weight.defined() ? weight.size(1) : weight_bf16.size(1); }
 
   // x [..., in] -> [..., out]
   autograd::Variable<T, D> operator()(const autograd::Variable<T, D>& x) const {
-    if (weight.defined()) return autograd::linear(x, weight, bias);
-    detail::check_no_grad_through_bf16(x, "Dense");
+    if (!adapter || adapter->merged) return base(x, true);
+    return (*adapter)(x, [this](const autograd::Variable<T, D>& v, bool with_bias) { return base(v, with_bias); },
+                      [this] { return weight_value(); }, bias);
+  }
+
+  // x·Wᵀ (+ b) without the adapter.
+  autograd::Variable<T, D> base(const autograd::Variable<T, D>& x, bool with_bias) const {
+    const autograd::Variable<T, D> b = with_bias ? bias : autograd::Variable<T, D>();
+    if (weight.defined()) return autograd::linear(x, weight, b);
     const int64_t in = in_features(), out = out_features();
-    CTMLLM_CHECK(x.rank() >= 1 && x.size(-1) == in, "Dense: x ", x.value().describe(),
-                 " does not match the bf16 weight ", weight_bf16.describe());
-    Shape shape = x.shape();
-    shape[shape.rank() - 1] = out;
-    Tensor<T, D> y = Tensor<T, D>::empty(shape);
+    CTMLLM_CHECK(x.rank() >= 1 && x.size(-1) == in, "Dense: x ", x.value().describe(), " does not match the bf16 weight ",
+                 weight_bf16.describe());
     if constexpr (detail::bf16_supported<T, D>) {
+      Shape shape = x.shape();
+      shape[shape.rank() - 1] = out;
+      Tensor<T, D> y = Tensor<T, D>::empty(shape);
       const Tensor<T, D> xc = x.value().contiguous();
       const int64_t rows = xc.numel() / std::max<int64_t>(in, 1);
-      const Tensor<T, D> b = bias.defined() ? bias.value().contiguous() : Tensor<T, D>();
-      kernels::linear_bf16(xc.data(), rows, in, reinterpret_cast<const uint16_t*>(weight_bf16.data()), out,
-                           b.defined() ? b.data() : nullptr, y.data());
+      const Tensor<T, D> bv = b.defined() ? b.value().contiguous() : Tensor<T, D>();
+      const auto* w = reinterpret_cast<const uint16_t*>(weight_bf16.data());
+      kernels::linear_bf16(xc.data(), rows, in, w, out, bv.defined() ? bv.data() : nullptr, y.data());
+      // Only x (and a trainable bias) get gradients; the node keeps the weight alive by handle.
+      const Tensor<bf16, D> wt = weight_bf16;
+      const Shape x_shape = x.shape();
+      const bool need_x = x.requires_grad(), need_b = b.requires_grad();
+      return autograd::record(std::move(y), "linear_bf16", {x, b}, [wt, x_shape, in, out, need_x, need_b](const Tensor<T, D>& dy) {
+        const Tensor<T, D> g = dy.contiguous();
+        const int64_t n = g.numel() / std::max<int64_t>(out, 1);
+        Tensor<T, D> dx, db;
+        if (need_x) {
+          dx = Tensor<T, D>::empty(x_shape);
+          kernels::linear_bf16_backward_input(g.data(), n, out, reinterpret_cast<const uint16_t*>(wt.data()), in, dx.data());
+        }
+        if (need_b) db = ops::sum(g.reshape({n, out}), {0});
+        return std::vector<Tensor<T, D>>{dx, db};
+      });
     } else {
       detail::check_bf16_supported<T, D>();
+      return {};
     }
-    return autograd::Variable<T, D>(std::move(y));
+  }
+
+  // W [out, in] in T (a bf16 weight converted).
+  Tensor<T, D> weight_value() const {
+    if (weight.defined()) return weight.value();
+    if constexpr (detail::bf16_supported<T, D>) return weight_bf16.template to<T>();
+    detail::check_bf16_supported<T, D>();
+    return {};
+  }
+  // Replaces W's values (merging adapters): in place in T, or as a new bf16 tensor, rounded (a bf16
+  // weight may be a read-only view of the checkpoint).
+  void set_weight_value(const Tensor<T, D>& w) {
+    if (weight.defined()) return weight.set_value(w);
+    check_shape(w, weight_bf16.shape(), "Dense::set_weight_value", "weight");
+    if constexpr (detail::bf16_supported<T, D>) weight_bf16 = w.template to<bf16>();
+    else detail::check_bf16_supported<T, D>();
   }
 };
 
@@ -103,7 +140,7 @@ struct TokenEmbedding {
     return autograd::Variable<T, D>(std::move(y));
   }
   // lm_head tied to these rows (Qwen2, Gemma): the same Variable, so both uses accumulate one gradient.
-  Dense<T, D> tied_head() const { return Dense<T, D>{weight, weight_bf16, {}}; }
+  Dense<T, D> tied_head() const { return Dense<T, D>{weight, weight_bf16, {}, {}}; }
 };
 
 // A Hugging Face model folder as a weight source: a missing tensor or a wrong shape is an Error
