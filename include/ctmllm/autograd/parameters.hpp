@@ -17,8 +17,19 @@ class Parameters {
     CTMLLM_CHECK(!index_.count(name), "Parameters: '", name, "' is already registered");
     index_[name] = list_.size();
     list_.push_back(Variable<T, D>(std::move(value), trainable, name));
+    names_.push_back(name);
     return list_.back();
   }
+  // Registers, under `name`, a parameter another Parameters owns (a model assembled from parts):
+  // both see the same value and gradient.
+  void share(const std::string& name, const Variable<T, D>& v) {
+    CTMLLM_CHECK(!index_.count(name), "Parameters: '", name, "' is already registered");
+    index_[name] = list_.size();
+    list_.push_back(v);
+    names_.push_back(name);
+  }
+  // The name each parameter is registered under (its own name unless shared under another).
+  const std::string& name_of(size_t i) const { return names_.at(i); }
   bool contains(const std::string& name) const { return index_.count(name) != 0; }
   const Variable<T, D>& get(const std::string& name) const {
     auto it = index_.find(name);
@@ -45,6 +56,7 @@ class Parameters {
 
  private:
   std::vector<Variable<T, D>> list_;
+  std::vector<std::string> names_;
   std::unordered_map<std::string, size_t> index_;
 };
 

@@ -102,6 +102,13 @@ class Variable {
     check_shape(v, shape(), "Variable::set_value", state_->name.c_str());
     state_->value = v;
   }
+  // Gives a leaf a value of another shape (growing a vocabulary); the gradient is dropped. Every
+  // holder of this Variable (Parameters, layers, optimizers) sees the new value.
+  void resize_leaf(Tensor<T, D> v) {
+    CTMLLM_CHECK(is_leaf(), "Variable::resize_leaf: '", state_->name, "' is not a leaf");
+    state_->value = std::move(v);
+    state_->grad = Tensor<T, D>();
+  }
   // A new leaf sharing this value, cut from the graph.
   Variable detach() const { return Variable(state_->value, false, state_->name); }
 

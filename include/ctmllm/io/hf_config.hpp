@@ -322,6 +322,61 @@ inline LlmConfig load_llm_config(const std::string& path) {
   return parse_llm_config(read_json_file(file), file);
 }
 
+// A config.json for `c` in the legacy layout (rope_theta + rope_scaling) that transformers and
+// parse_llm_config read back to the same config: what ctmllm writes beside the weights it saves.
+inline nlohmann::json llm_config_to_json(const LlmConfig& c) {
+  static const std::pair<const char*, const char*> architectures[] = {
+      {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"phi3", "Phi3ForCausalLM"},
+      {"qwen2", "Qwen2ForCausalLM"}, {"gemma", "GemmaForCausalLM"},     {"gemma2", "Gemma2ForCausalLM"}};
+  nlohmann::json j = {{"model_type", c.model_type},
+                      {"vocab_size", c.vocab_size},
+                      {"hidden_size", c.hidden_size},
+                      {"intermediate_size", c.intermediate_size},
+                      {"num_hidden_layers", c.num_hidden_layers},
+                      {"num_attention_heads", c.num_attention_heads},
+                      {"num_key_value_heads", c.num_key_value_heads},
+                      {"head_dim", c.head_dim},
+                      {"max_position_embeddings", c.max_position_embeddings},
+                      {"rms_norm_eps", c.rms_norm_eps},
+                      {"tie_word_embeddings", c.tie_word_embeddings},
+                      {"attention_bias", c.attention_bias},
+                      {"mlp_bias", c.mlp_bias},
+                      {"rope_theta", c.rope.theta},
+                      {"partial_rotary_factor", c.rope.partial_rotary_factor},
+                      {"torch_dtype", dtype_name(c.dtype)}};
+  for (const auto& [type, arch] : architectures)
+    if (c.model_type == type) j["architectures"] = {arch};
+  const bool gemma = c.model_type == "gemma" || c.model_type == "gemma2";
+  j[gemma ? "hidden_activation" : "hidden_act"] = activation_name(c.hidden_act);
+  if (c.rope.type != RopeType::Default) {
+    nlohmann::json r = {{"rope_type", c.rope.type == RopeType::Linear ? "linear" : "llama3"}, {"factor", c.rope.factor}};
+    if (c.rope.type == RopeType::Llama3) {
+      r["low_freq_factor"] = c.rope.low_freq_factor;
+      r["high_freq_factor"] = c.rope.high_freq_factor;
+      r["original_max_position_embeddings"] = c.rope.original_max_position_embeddings;
+    }
+    j["rope_scaling"] = r;
+  } else {
+    j["rope_scaling"] = nullptr;
+  }
+  if (c.sliding_window) {
+    j["sliding_window"] = *c.sliding_window;
+    if (c.model_type == "qwen2") j["use_sliding_window"] = true;
+  } else {
+    j["sliding_window"] = nullptr;
+  }
+  j["bos_token_id"] = c.bos_token_id ? nlohmann::json(*c.bos_token_id) : nlohmann::json(nullptr);
+  j["pad_token_id"] = c.pad_token_id ? nlohmann::json(*c.pad_token_id) : nlohmann::json(nullptr);
+  if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
+  else if (!c.eos_token_ids.empty()) j["eos_token_id"] = c.eos_token_ids;
+  if (c.query_pre_attn_scalar) j["query_pre_attn_scalar"] = *c.query_pre_attn_scalar;
+  if (c.model_type == "gemma2") {
+    j["attn_logit_softcapping"] = c.attn_logit_softcapping ? nlohmann::json(*c.attn_logit_softcapping) : nlohmann::json(nullptr);
+    j["final_logit_softcapping"] = c.final_logit_softcapping ? nlohmann::json(*c.final_logit_softcapping) : nlohmann::json(nullptr);
+  }
+  return j;
+}
+
 // generation_config.json, with transformers' defaults for absent keys.
 struct GenerationConfig {
   bool do_sample = false;

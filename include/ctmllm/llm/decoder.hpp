@@ -135,6 +135,30 @@ class Decoder {
   int64_t vocab_size() const { return config_.vocab_size; }
   int64_t hidden_size() const { return config_.hidden_size; }
 
+  // Every Dense layer with its Hugging Face module name ("model.layers.0.self_attn.q_proj", ...,
+  // "lm_head"), in checkpoint order: for adapters, saving and weight surgery. A tied lm_head is the
+  // embedding, not visited.
+  template <class F>
+  void for_each_dense(F&& f) {
+    visit_dense(*this, f);
+  }
+  template <class F>
+  void for_each_dense(F&& f) const {
+    visit_dense(*this, f);
+  }
+
+  // Grows the vocabulary to `vocab` rows (tokens added to the tokenizer): the new rows of
+  // embed_tokens and of an untied lm_head start as the mean of the old rows (PAPER.md step 4).
+  void resize_vocab(int64_t vocab) {
+    CTMLLM_CHECK(vocab >= config_.vocab_size, "Decoder::resize_vocab: the vocabulary can only grow (", config_.vocab_size,
+                 " -> ", vocab, ")");
+    if (vocab == config_.vocab_size) return;
+    grow_rows(embed_.weight, embed_.weight_bf16, vocab);
+    if (family_.tied_embeddings) lm_head_ = embed_.tied_head();
+    else grow_rows(lm_head_.weight, lm_head_.weight_bf16, vocab);
+    config_.vocab_size = vocab;
+  }
+
   // Token embeddings [B, S, H] as embed_tokens gives them (unscaled): the MLLM splices visual tokens
   // into these and passes the result as inputs_embeds.
   Var embed(const Tensor<int64_t, D>& ids) const { return embed_(ids); }
@@ -228,6 +252,50 @@ class Decoder {
       return n;
     }
   };
+
+  template <class Self, class F>
+  static void visit_dense(Self& self, F& f) {
+    for (size_t l = 0; l < self.layers_.size(); ++l) {
+      auto& L = self.layers_[l];
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      if (self.family_.fused_qkv) {
+        f(p + "self_attn.qkv_proj", L.qkv_proj);
+      } else {
+        f(p + "self_attn.q_proj", L.q_proj);
+        f(p + "self_attn.k_proj", L.k_proj);
+        f(p + "self_attn.v_proj", L.v_proj);
+      }
+      f(p + "self_attn.o_proj", L.o_proj);
+      if (self.family_.fused_gate_up) {
+        f(p + "mlp.gate_up_proj", L.gate_up_proj);
+      } else {
+        f(p + "mlp.gate_proj", L.gate_proj);
+        f(p + "mlp.up_proj", L.up_proj);
+      }
+      f(p + "mlp.down_proj", L.down_proj);
+    }
+    if (!self.family_.tied_embeddings) f(std::string("lm_head"), self.lm_head_);
+  }
+
+  // [rows, H] -> [vocab, H] with the new rows equal to the mean of the old ones, in whichever
+  // storage the matrix has; a Variable keeps its identity (Parameters and optimizers see the change).
+  static void grow_rows(autograd::Variable<T, D>& weight, Tensor<bf16, D>& weight_bf16, int64_t vocab) {
+    auto grown = [vocab](const auto& old) {
+      using U = typename std::decay_t<decltype(old)>::value_type;
+      const Tensor<U, Cpu> src = old.template to_device<Cpu>();
+      const int64_t rows = src.size(0), H = src.size(1);
+      std::vector<double> mean(size_t(H), 0.0);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t h = 0; h < H; ++h) mean[size_t(h)] += double(src.data()[r * H + h]);
+      Tensor<U, Cpu> out = Tensor<U, Cpu>::empty({vocab, H});
+      std::copy(src.data(), src.data() + rows * H, out.data());
+      for (int64_t r = rows; r < vocab; ++r)
+        for (int64_t h = 0; h < H; ++h) out.data()[r * H + h] = cast<U>(mean[size_t(h)] / double(rows));
+      return out.template to_device<D>();
+    };
+    if (weight.defined()) weight.resize_leaf(grown(weight.value()));
+    else weight_bf16 = grown(weight_bf16);
+  }
 
   // [B, S, H] from input_ids or inputs_embeds (exactly one), × √H for Gemma.
   Var input_embeddings(const DecoderInput<T, D>& in) const {

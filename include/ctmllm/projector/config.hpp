@@ -53,6 +53,19 @@ struct ProjectorConfig {
   double norm_eps = 1e-6;
 
   int64_t tokens_in() const { return grid[0] * grid[1] * grid[2]; }
+  // The tokens the projector hands the LLM.
+  int64_t num_tokens() const {
+    switch (type) {
+      case ProjectorType::spp: {
+        const Shape pooled = ops::avg_pool3d_output_shape({1, 1, grid[0], grid[1], grid[2]}, pool, pool);
+        return pooled[2] * pooled[3] * pooled[4];
+      }
+      case ProjectorType::mlp_mix: return tokens_out;
+      case ProjectorType::linear: return tokens_in();
+      case ProjectorType::token_packer: return tokens_in() / (scale[0] * scale[1] * scale[2]);
+    }
+    return 0;
+  }
 
   // An Error naming `source` when the numbers cannot describe this projector.
   void validate(const std::string& source) const {
@@ -122,12 +135,9 @@ struct ProjectorConfig {
       c.norm_eps = f.number("norm_eps", c.norm_eps);
     }
     c.validate(source);
-    if (c.type == ProjectorType::spp && f.has("tokens_out")) {
-      const Shape g = ops::avg_pool3d_output_shape({1, 1, c.grid[0], c.grid[1], c.grid[2]}, c.pool, c.pool);
-      const int64_t pooled = g[2] * g[3] * g[4];
-      CTMLLM_CHECK(f.integer("tokens_out") == pooled, source, ": tokens_out ", f.integer("tokens_out"),
-                   " disagrees with the ", pooled, " tokens that pool gives on grid");
-    }
+    if (c.type == ProjectorType::spp && f.has("tokens_out"))
+      CTMLLM_CHECK(f.integer("tokens_out") == c.num_tokens(), source, ": tokens_out ", f.integer("tokens_out"),
+                   " disagrees with the ", c.num_tokens(), " tokens that pool gives on grid");
     return c;
   }
   static ProjectorConfig from_file(const std::string& path,

@@ -46,7 +46,7 @@ class LinearProjector {
   const ProjectorConfig& config() const { return config_; }
   autograd::Parameters<T, D>& parameters() { return params_; }
   const autograd::Parameters<T, D>& parameters() const { return params_; }
-  int64_t num_tokens() const { return config_.tokens_in(); }
+  int64_t num_tokens() const { return config_.num_tokens(); }
   void init(Rng& rng) const { fc_.init(rng); }
 
   // tokens [B, N, E] -> [B, N, H]

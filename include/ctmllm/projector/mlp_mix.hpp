@@ -22,7 +22,7 @@ class TokenMixProjector {
   const ProjectorConfig& config() const { return config_; }
   autograd::Parameters<T, D>& parameters() { return params_; }
   const autograd::Parameters<T, D>& parameters() const { return params_; }
-  int64_t num_tokens() const { return config_.tokens_out; }
+  int64_t num_tokens() const { return config_.num_tokens(); }
   void init(Rng& rng) const {
     mm_projector_.init(rng);
     token_mix_.init(rng);

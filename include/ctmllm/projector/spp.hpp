@@ -21,11 +21,7 @@ class SpatialPoolingProjector {
   const ProjectorConfig& config() const { return config_; }
   autograd::Parameters<T, D>& parameters() { return params_; }
   const autograd::Parameters<T, D>& parameters() const { return params_; }
-  int64_t num_tokens() const {
-    const auto& g = config_.grid;
-    const Shape pooled = ops::avg_pool3d_output_shape({1, 1, g[0], g[1], g[2]}, config_.pool, config_.pool);
-    return pooled[2] * pooled[3] * pooled[4];
-  }
+  int64_t num_tokens() const { return config_.num_tokens(); }
   void init(Rng& rng) const { projector_.init(rng); }
 
   // tokens [B, N, E] -> [B, N', H]

@@ -44,7 +44,7 @@ class TokenPacker3D {
   const ProjectorConfig& config() const { return config_; }
   autograd::Parameters<T, D>& parameters() { return params_; }
   const autograd::Parameters<T, D>& parameters() const { return params_; }
-  int64_t num_tokens() const { return config_.tokens_in() / (config_.scale[0] * config_.scale[1] * config_.scale[2]); }
+  int64_t num_tokens() const { return config_.num_tokens(); }
 
   // PyTorch's defaults: Linears U(±1/√in); nn.MultiheadAttention's in_proj Xavier-uniform with zero
   // biases (out_proj's bias too); norms 1 and 0.

@@ -1,0 +1,169 @@
+#pragma once
+// The fixture runner: runs ctmllm on the inputs of a reference fixture folder laid out like
+// tests/fixtures/<kind>/<name> (any sizes, seeds or configs) and returns outputs named exactly like
+// the reference's keys. `ctmllm_fixture KIND DIR OUT.safetensors` (ctmllm_fixture.cpp) writes them; the
+// project's fixture tests (tests/fixture_runner/test_fixtures.cpp) compare them with the reference.
+//
+//   llm        config.json + weights: logits, padded_logits, greedy_output
+//   vision     config.json + model.safetensors: output, cls, output_32x64x48_size,
+//              output_32x64x48_scale, output_native_scale
+//   projector  config.json + model.safetensors: output
+//   mllm       config.json, llm/, vision.safetensors, projector.safetensors: {ct,ct_mask}.logits,
+//              .loss, and in the frozen-LLM mode .grad.<vision.|projector.|llm.><name>
+// Only outputs whose inputs the reference holds are produced.
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ctmllm/autograd/backward.hpp"
+#include "ctmllm/generate/generate.hpp"
+#include "ctmllm/io/safetensors.hpp"
+#include "ctmllm/llm/decoder.hpp"
+#include "ctmllm/mllm/model.hpp"
+#include "ctmllm/projector/projector.hpp"
+#include "ctmllm/vision/vit3d.hpp"
+
+namespace ctmllm::fixture_runner {
+
+struct Outputs {
+  std::map<std::string, Tensor<float, Cpu>> floats;
+  std::map<std::string, Tensor<int64_t, Cpu>> ints;
+
+  void write(const std::string& path) const {
+    io::SafeTensorsWriter w;
+    for (const auto& [name, t] : floats) w.add(name, t);
+    for (const auto& [name, t] : ints) w.add(name, t);
+    w.write(path);
+  }
+};
+
+namespace detail {
+
+using Var = autograd::Variable<float>;
+
+inline io::SafeTensorsFile reference(const std::string& dir) { return io::SafeTensorsFile(dir + "/reference.safetensors"); }
+
+inline Outputs run_llm(const std::string& dir) {
+  const io::SafeTensorsFile ref = reference(dir);
+  const auto model = llm::Decoder<float>::from_pretrained(dir);
+  autograd::NoGradGuard no_grad;
+  Outputs out;
+  if (ref.contains("input_ids"))
+    out.floats["logits"] = model.forward({.input_ids = ref.get<int64_t>("input_ids")}).logits.value();
+  if (ref.contains("padded_input_ids") && ref.contains("padded_attention_mask")) {
+    const Tensor<int64_t> mask = ref.get<int64_t>("padded_attention_mask");
+    Tensor<float> logits =
+        model.forward({.input_ids = ref.get<int64_t>("padded_input_ids"), .attention_mask = mask}).logits.value().clone();
+    // Positions the mask hides are undefined; the reference stores them as 0.
+    const int64_t V = logits.size(2);
+    for (int64_t b = 0; b < mask.size(0); ++b)
+      for (int64_t s = 0; s < mask.size(1); ++s)
+        if (mask.at(b, s) == 0) std::fill_n(logits.data() + (b * mask.size(1) + s) * V, V, 0.0f);
+    out.floats["padded_logits"] = logits;
+  }
+  if (ref.contains("greedy_prompt") && ref.contains("greedy_output")) {
+    // As the reference: greedy with the KV cache, no early stop, as many tokens as it generated.
+    const Tensor<int64_t> prompt = ref.get<int64_t>("greedy_prompt");
+    const int64_t S = prompt.size(1), total = ref.info("greedy_output").shape[1];
+    generate::GenerationOptions o;
+    o.max_new_tokens = total - S;
+    const auto gen = generate::generate(model, generate::Prompt<float>{prompt, {}, {}}, o);
+    Tensor<int64_t> ids = Tensor<int64_t>::zeros({prompt.size(0), total});
+    for (int64_t b = 0; b < prompt.size(0); ++b) {
+      for (int64_t s = 0; s < S; ++s) ids.at(b, s) = prompt.at(b, s);
+      const auto& t = gen[size_t(b)].tokens;
+      for (size_t i = 0; i < t.size() && S + int64_t(i) < total; ++i) ids.at(b, S + int64_t(i)) = t[i];
+    }
+    out.ints["greedy_output"] = ids;
+  }
+  return out;
+}
+
+inline Outputs run_vision(const std::string& dir) {
+  const io::SafeTensorsFile ref = reference(dir);
+  auto config = vision::ViT3DConfig::from_file(dir + "/config.json");
+  auto make = [&](vision::PositionResample mode) {
+    config.position_resample = mode;
+    vision::ViT3D<float> vit(config);
+    vit.load_file(dir + "/model.safetensors");
+    return vit;
+  };
+  const auto by_size = make(vision::PositionResample::size), by_scale = make(vision::PositionResample::scale);
+  autograd::NoGradGuard no_grad;
+  Outputs out;
+  if (ref.contains("input")) {
+    const auto y = by_size.forward(Var(ref.get<float>("input")));
+    out.floats["output"] = y.tokens.value();
+    if (y.cls.defined()) out.floats["cls"] = y.cls.value();
+    out.floats["output_native_scale"] = by_scale.forward(Var(ref.get<float>("input"))).tokens.value();
+  }
+  // Other volume sizes: every "input_<D>x<H>x<W>" in both position-table modes.
+  for (const std::string& name : ref.names()) {
+    if (!name.starts_with("input_")) continue;
+    const std::string size = name.substr(6);
+    out.floats["output_" + size + "_size"] = by_size.forward(Var(ref.get<float>(name))).tokens.value();
+    out.floats["output_" + size + "_scale"] = by_scale.forward(Var(ref.get<float>(name))).tokens.value();
+  }
+  return out;
+}
+
+inline Outputs run_projector(const std::string& dir) {
+  const io::SafeTensorsFile ref = reference(dir);
+  projector::Projector<float> p(projector::ProjectorConfig::from_file(dir + "/config.json"));
+  p.load_file(dir + "/model.safetensors");
+  autograd::NoGradGuard no_grad;
+  std::vector<Var> taps;
+  for (int l : p.feature_layers()) taps.emplace_back(ref.get<float>("hidden." + std::to_string(l)));
+  Outputs out;
+  out.floats["output"] = p(Var(ref.get<float>("input")), taps).value();
+  return out;
+}
+
+// The paper's frozen-LLM mode on a loaded model: vision, projector, embed_tokens and lm_head train.
+inline void freeze_llm_blocks(mllm::Model<float>& model) {
+  for (const auto& p : model.llm().parameters().all()) {
+    Var v = p;  // shares the parameter's state
+    v.set_requires_grad(p.name() == "model.embed_tokens.weight" || p.name() == "lm_head.weight");
+  }
+}
+
+inline Outputs run_mllm(const std::string& dir) {
+  const io::SafeTensorsFile ref = reference(dir);
+  auto model = mllm::Model<float>::from_pretrained(dir);
+  freeze_llm_blocks(model);
+  Outputs out;
+  for (const std::string tag : {"ct", "ct_mask"}) {
+    if (!ref.contains(tag + ".input_ids")) continue;
+    const bool with_mask = tag == "ct_mask";
+    model.set_segmentation_mask(with_mask);  // the same model, reading one volume or two
+    mllm::MllmInput<float> in;
+    in.input_ids = ref.get<int64_t>(tag + ".input_ids");
+    in.ct = ref.get<float>("ct");
+    if (with_mask) in.mask = ref.get<float>("mask");
+    if (ref.contains(tag + ".labels")) in.labels = ref.get<int64_t>(tag + ".labels");
+    model.parameters().zero_grad();
+    const auto y = model.forward(in);
+    out.floats[tag + ".logits"] = y.logits.value();
+    if (y.loss.defined()) {
+      out.floats[tag + ".loss"] = y.loss.value();
+      y.loss.backward();
+      const auto& params = model.parameters();
+      for (size_t i = 0; i < params.size(); ++i)
+        if (params.all()[i].requires_grad() && params.all()[i].grad().defined())
+          out.floats[tag + ".grad." + params.name_of(i)] = params.all()[i].grad();
+    }
+  }
+  return out;
+}
+
+}  // namespace detail
+
+inline Outputs run(const std::string& kind, const std::string& dir) {
+  if (kind == "llm") return detail::run_llm(dir);
+  if (kind == "vision") return detail::run_vision(dir);
+  if (kind == "projector") return detail::run_projector(dir);
+  if (kind == "mllm") return detail::run_mllm(dir);
+  fail("ctmllm_fixture: unknown kind '", kind, "' (llm, vision, projector, mllm)");
+}
+
+}  // namespace ctmllm::fixture_runner
