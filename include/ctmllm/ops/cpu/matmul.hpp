@@ -238,16 +238,45 @@ inline void sgemm_packed(const MatRef<const float>& a, const MatRef<const float>
 }
 #endif
 
+// 16-bit floats (bf16, half): operands widened to float, products summed in float, each output
+// rounded once (c + a·b when accumulating), as torch's CPU matmul does for these types.
+template <class T>
+void gemm_widened(const MatRef<const T>& a, const MatRef<const T>& b, const MatRef<T>& c, bool accumulate);
+
 // c = a·b, or c += a·b when accumulate; c row-major with unit column stride.
 template <class T>
 void gemm(const MatRef<const T>& a, const MatRef<const T>& b, const MatRef<T>& c, bool accumulate) {
-  static_assert(std::is_floating_point_v<T>, "matmul on the CPU runs in float or double; convert 16-bit tensors first");
+  if constexpr (!std::is_floating_point_v<T>) {
+    return gemm_widened(a, b, c, accumulate);
+  } else {
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
   if constexpr (std::is_same_v<T, float>) {
     if (c.rows >= kMR && c.cols >= kNR) return sgemm_packed(a, b, c, accumulate);
   }
 #endif
   eigen_gemm(a, b, c, accumulate);
+  }
+}
+
+template <class T>
+void gemm_widened(const MatRef<const T>& a, const MatRef<const T>& b, const MatRef<T>& c, bool accumulate) {
+  auto widen = [](const MatRef<const T>& m) {
+    Tensor<float, Cpu> w = Tensor<float, Cpu>::empty({m.rows, m.cols});
+    float* pw = w.data();
+    for (int64_t i = 0; i < m.rows; ++i)
+      for (int64_t j = 0; j < m.cols; ++j) pw[i * m.cols + j] = float(m.p[i * m.rs + j * m.cs]);
+    return w;
+  };
+  const Tensor<float, Cpu> aw = widen(a), bw = widen(b);
+  Tensor<float, Cpu> cw = Tensor<float, Cpu>::empty({c.rows, c.cols});
+  gemm(MatRef<const float>{aw.data(), a.rows, a.cols, a.cols, 1}, MatRef<const float>{bw.data(), b.rows, b.cols, b.cols, 1},
+       MatRef<float>{cw.data(), c.rows, c.cols, c.cols, 1}, false);
+  const float* pc = cw.data();
+  for (int64_t i = 0; i < c.rows; ++i)
+    for (int64_t j = 0; j < c.cols; ++j) {
+      T& out = c.p[i * c.rs + j];
+      out = cast<T>(accumulate ? float(out) + pc[i * c.cols + j] : pc[i * c.cols + j]);
+    }
 }
 
 // c[i] = a[i]·b[i] for each batch index i: a [batch..., M, K] and b [batch..., K, N] with any strides
