@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "ctmllm/autograd/elementwise.hpp"
+#include "ctmllm/train/schedule.hpp"
 #include "support/catch.hpp"
 #include "train/tiny_regression.hpp"
 
@@ -70,7 +71,7 @@ struct Run {
                   if (b.index == fail_at) throw Interrupt{};
                   return model.loss(b);
                 }) {
-    trainer.set_schedule([](int64_t s) { return warmup_cosine(s, 12, 2); });
+    trainer.set_schedule(train::Schedule(train::ScheduleKind::cosine, 2, 12));
     trainer.set_eval([this](int64_t) { return double(model.loss(regression_batch(1000, 0)).loss.value().item()); });
   }
 };

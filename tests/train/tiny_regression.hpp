@@ -1,7 +1,6 @@
 #pragma once
 // A tiny model and data source for trainer tests: a two-layer tanh MLP (nn::Linear, HF-style names)
 // regressing a fixed random linear map, batches a pure function of (seed, micro-batch index).
-#include <cmath>
 #include <string>
 #include <vector>
 
@@ -52,13 +51,6 @@ inline RegressionBatch regression_batch(uint64_t seed, int64_t i) {
       b.y.data()[r * 2 + c] = float(s);
     }
   return b;
-}
-
-// Warm-up then cosine decay, as the paper's schedule (3 % warm-up) in miniature.
-inline double warmup_cosine(int64_t step, int64_t total, int64_t warmup) {
-  if (step < warmup) return double(step + 1) / double(warmup);
-  const double t = double(step - warmup) / double(std::max<int64_t>(1, total - warmup));
-  return 0.5 * (1 + std::cos(3.141592653589793 * t));
 }
 
 }  // namespace ctmllm::testing
