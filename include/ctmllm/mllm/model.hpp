@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "ctmllm/autograd/backward.hpp"
 #include "ctmllm/autograd/interpolate.hpp"
 #include "ctmllm/autograd/shape_ops.hpp"
 #include "ctmllm/io/safetensors.hpp"

@@ -114,6 +114,41 @@ inline Tensor<float, Cpu> preprocess_ct(const io::NiftiImage& image, const CtPre
   return preprocess_ct(image.data, image.spacing[2], o);
 }
 
+// A segmentation label map (TotalSegmentator's 117 classes, or the phantoms' organ mask) as the
+// MLLM's second volume: the same depth resampling as the CT it belongs to, a nearest resize to the
+// model's size (labels are never averaged), and label l entering as l / num_classes.
+// `labels` [z, y, x] holds non-negative integers; anything else is an Error.
+inline Tensor<float, Cpu> preprocess_label_map(const Tensor<float, Cpu>& labels, double z_spacing_mm, int64_t num_classes,
+                                               const CtPreprocessOptions& o = {}) {
+  CTMLLM_CHECK(labels.defined() && labels.rank() == 3 && labels.numel() > 0,
+               "preprocess_label_map: the label map must be a non-empty [z, y, x]");
+  CTMLLM_CHECK(num_classes > 0, "preprocess_label_map: num_classes must be positive");
+  const Tensor<float, Cpu> src = labels.contiguous();
+  std::vector<int64_t> slices(static_cast<size_t>(src.size(0)));
+  std::iota(slices.begin(), slices.end(), int64_t(0));
+  if (o.slice_mm != 0) slices = depth_resample_indices(src.size(0), z_spacing_mm, o.slice_mm);
+  const int64_t plane = src.size(1) * src.size(2), depth = int64_t(slices.size());
+  Tensor<float, Cpu> resampled = Tensor<float, Cpu>::empty({1, 1, depth, src.size(1), src.size(2)});
+  const float scale = 1.0f / float(num_classes);
+  for (int64_t k = 0; k < depth; ++k) {
+    const float* in = src.data() + slices[size_t(k)] * plane;
+    float* out = resampled.data() + k * plane;
+    for (int64_t i = 0; i < plane; ++i) {
+      CTMLLM_CHECK(in[i] >= 0 && in[i] == std::floor(in[i]), "preprocess_label_map: voxel value ", in[i],
+                   " is not a label (a non-negative integer)");
+      out[i] = in[i] * scale;
+    }
+  }
+  ops::InterpolateOptions nearest;
+  nearest.mode = ops::InterpolateMode::nearest;
+  nearest.size = o.size;
+  return ops::interpolate(resampled, nearest);
+}
+inline Tensor<float, Cpu> preprocess_label_map(const io::NiftiImage& image, int64_t num_classes,
+                                               const CtPreprocessOptions& o = {}) {
+  return preprocess_label_map(image.data, image.spacing[2], num_classes, o);
+}
+
 // The training augmentation (MONAI's RandScaleIntensity(0.1, p=0.5) then RandShiftIntensity(0.1,
 // p=0.5), as M3D trains): with probability p_scale x·(1 + f), f ~ U(−scale, scale); then with
 // probability p_shift x + s, s ~ U(−shift, shift). Values may leave [0, 1], as in MONAI.
