@@ -1,7 +1,9 @@
 // Every shipped fixture through the fixture runner (the code `ctmllm_fixture` runs): each output it
-// writes matches the reference key of the same name — floats <= 1e-4 relative, token ids exactly —
-// and every reference output of the kind is produced.
+// writes matches the reference key of the same name — floats <= 1e-4 relative (the AdamW trajectory,
+// losses, norms and final weights, <= 1e-5), token ids exactly — and every reference output of the
+// kind is produced.
 #include <cstdio>
+#include <functional>
 #include <set>
 #include <string>
 
@@ -13,7 +15,10 @@
 using namespace ctmllm;
 
 namespace {
-void check_against_reference(const std::string& kind, const std::string& name, const std::set<std::string>& expected) {
+using Tolerance = std::function<double(const std::string& key)>;
+
+void check_against_reference(const std::string& kind, const std::string& name, const std::set<std::string>& expected,
+                             const Tolerance& tolerance = [](const std::string&) { return 1e-4; }) {
   const std::string dir = testing::fixture_path(kind + "/" + name);
   const auto out = fixture_runner::run(kind == "vision" ? (name == "vit3d" ? "vision" : "projector") : kind, dir);
   const io::SafeTensorsFile ref(dir + "/reference.safetensors");
@@ -23,7 +28,7 @@ void check_against_reference(const std::string& kind, const std::string& name, c
     REQUIRE(ref.contains(key));
     const double e = testing::rel_error(t, ref.get<float>(key));
     std::printf("fixture %s/%s %-60s rel error %.3g\n", kind.c_str(), name.c_str(), key.c_str(), e);
-    CHECK(e <= 1e-4);
+    CHECK(e <= tolerance(key));
     produced.insert(key);
   }
   for (const auto& [key, t] : out.ints) {
@@ -61,4 +66,25 @@ TEST_CASE("fixture runner: the tiny MLLM, CT and CT + mask, frozen-LLM gradients
     if (key.starts_with("ct.") || key.starts_with("ct_mask.")) expected.insert(key);
   for (const char* input : {"ct.input_ids", "ct.labels", "ct_mask.input_ids", "ct_mask.labels"}) expected.erase(input);
   check_against_reference("mllm", "tiny", expected);
+}
+
+// The reference's gradient keys (grad.*, grad0.*) and the other outputs the kind writes.
+std::set<std::string> expected_outputs(const std::string& fixture, const std::set<std::string>& others) {
+  const io::SafeTensorsFile ref(testing::fixture_path(fixture + "/reference.safetensors"));
+  std::set<std::string> expected = others;
+  for (const std::string& key : ref.names())
+    if (key.starts_with("grad.") || key.starts_with("grad0.") || key.starts_with("final.")) expected.insert(key);
+  return expected;
+}
+
+TEST_CASE("fixture runner: peft LoRA and DoRA adapters, logits, loss, gradients, merged logits", "[fixtures][lora]") {
+  const std::string name = GENERATE("llama_r4", "llama_dora_r4");
+  check_against_reference("lora", name, expected_outputs("lora/" + name, {"logits", "loss", "merged_logits"}));
+}
+
+TEST_CASE("fixture runner: AdamW steps with clipping follow torch", "[fixtures][train]") {
+  check_against_reference("train", "llama_adamw",
+                          expected_outputs("train/llama_adamw", {"loss.0", "loss.1", "loss.2", "grad_norm.0", "grad_norm.1",
+                                                                 "grad_norm.2"}),
+                          [](const std::string& key) { return key.starts_with("grad0.") ? 1e-4 : 1e-5; });
 }

@@ -1,5 +1,5 @@
 // ctmllm_fixture KIND FIXTURE_DIR OUT.safetensors: runs ctmllm on a reference fixture's inputs and
-// writes its outputs under the reference's key names (runner.hpp lists them). Exit status 0 on
+// writes its outputs under the reference's key names (fixture_runner.hpp lists them). Exit status 0 on
 // success; one "error: ..." line and status 1 on bad input.
 #include <cstdio>
 #include <string>
@@ -9,7 +9,7 @@
 int main(int argc, char** argv) {
   if (argc == 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
     std::printf("usage: ctmllm_fixture KIND FIXTURE_DIR OUT.safetensors\n"
-                "  KIND: llm, vision, projector, mllm\n"
+                "  KIND: llm, vision, projector, mllm, lora, train\n"
                 "Runs ctmllm on the inputs in FIXTURE_DIR/reference.safetensors and writes the outputs\n"
                 "under the reference's key names.\n");
     return 0;

@@ -10,17 +10,28 @@
 //   projector  config.json + model.safetensors: output
 //   mllm       config.json, llm/, vision.safetensors, projector.safetensors: {ct,ct_mask}.logits,
 //              .loss, and in the frozen-LLM mode .grad.<vision.|projector.|llm.><name>
+//   lora       base/ (or the fixture named by the reference's "base" metadata), adapter/ (peft):
+//              logits, loss, merged_logits, grad.<peft name> of every adapter tensor
+//   train      base/, hparams.json (lr, betas, eps, weight_decay, clip_grad_norm, steps): AdamW steps
+//              on input_ids/labels: loss.<i>, grad_norm.<i>, grad0.<name>, final.<name>
 // Only outputs whose inputs the reference holds are produced.
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "ctmllm/autograd/backward.hpp"
 #include "ctmllm/generate/generate.hpp"
+#include "ctmllm/io/hf_config.hpp"
+#include "ctmllm/io/peft.hpp"
 #include "ctmllm/io/safetensors.hpp"
+#include "ctmllm/llm/causal_lm_loss.hpp"
 #include "ctmllm/llm/decoder.hpp"
 #include "ctmllm/mllm/model.hpp"
 #include "ctmllm/projector/projector.hpp"
+#include "ctmllm/train/adamw.hpp"
+#include "ctmllm/train/clip.hpp"
+#include "ctmllm/train/finetune.hpp"
 #include "ctmllm/vision/vit3d.hpp"
 
 namespace ctmllm::fixture_runner {
@@ -156,6 +167,83 @@ inline Outputs run_mllm(const std::string& dir) {
   return out;
 }
 
+// FineTune::adapters name -> peft's in-model name, as the reference stores its gradients:
+// <module>.lora_A.weight -> base_model.model.<module>.lora_A.default.weight,
+// <module>.lora_magnitude_vector -> base_model.model.<module>.lora_magnitude_vector.default.weight.
+inline std::string peft_parameter_name(const std::string& adapter) {
+  for (const std::string part : {".lora_A.weight", ".lora_B.weight"})
+    if (adapter.ends_with(part))
+      return io::detail::kPeftPrefix + adapter.substr(0, adapter.size() - 7) + ".default.weight";
+  CTMLLM_CHECK(adapter.ends_with(".lora_magnitude_vector"), "fixture runner: unexpected adapter tensor '", adapter, "'");
+  return io::detail::kPeftPrefix + adapter + ".default.weight";
+}
+
+// A fixture may share another's base model; its reference then names it in the "base" metadata,
+// relative to the fixtures root (DIR/../..).
+inline std::string lora_base_dir(const std::string& dir, const io::SafeTensorsFile& ref) {
+  namespace fs = std::filesystem;
+  if (fs::is_directory(dir + "/base")) return dir + "/base";
+  const auto it = ref.metadata().find("base");
+  CTMLLM_CHECK(it != ref.metadata().end(), dir, ": no base/ folder and no \"base\" in the reference's metadata");
+  return (fs::path(dir) / ".." / ".." / it->second).lexically_normal().string();
+}
+
+inline Outputs run_lora(const std::string& dir) {
+  const io::SafeTensorsFile ref = reference(dir);
+  auto model = llm::Decoder<float>::from_pretrained(lora_base_dir(dir, ref));
+  const auto ft = train::load_peft_adapter(model, dir + "/adapter", /*trainable=*/true);
+  const Tensor<int64_t> ids = ref.get<int64_t>("input_ids");
+  Outputs out;
+  const auto logits = model.forward({.input_ids = ids}).logits;
+  out.floats["logits"] = logits.value();
+  if (ref.contains("labels")) {
+    const Var loss = llm::causal_lm_loss(logits, ref.get<int64_t>("labels"));
+    out.floats["loss"] = loss.value();
+    loss.backward();
+    for (const auto& p : ft.adapters.all())
+      if (p.grad().defined()) out.floats["grad." + peft_parameter_name(p.name())] = p.grad();
+  }
+  autograd::NoGradGuard no_grad;
+  train::merge_adapters(model);
+  out.floats["merged_logits"] = model.forward({.input_ids = ids}).logits.value();
+  return out;
+}
+
+// torch.optim.AdamW with clip_grad_norm_ before each step, over every parameter of the base.
+inline Outputs run_train(const std::string& dir) {
+  const io::SafeTensorsFile ref = reference(dir);
+  const std::string hp_path = dir + "/hparams.json";
+  const nlohmann::json hp_json = io::read_json_file(hp_path);
+  const io::JsonFields hp(hp_json, hp_path);
+  const nlohmann::json& betas = hp.raw("betas");
+  CTMLLM_CHECK(betas.is_array() && betas.size() == 2 && betas[0].is_number() && betas[1].is_number(), hp_path,
+               ": 'betas' must be a list of two numbers, got ", betas.dump());
+  const int64_t steps = hp.integer("steps");
+  CTMLLM_CHECK(steps >= 1, hp_path, ": 'steps' must be >= 1, got ", steps);
+  const double clip = hp.number("clip_grad_norm", 0.0);
+  auto model = llm::Decoder<float>::from_pretrained(dir + "/base");
+  const std::vector<Var> params = model.parameters().all();
+  train::AdamW<float> opt(params, {.lr = hp.number("lr"), .beta1 = betas[0].get<double>(), .beta2 = betas[1].get<double>(),
+                                   .eps = hp.number("eps"), .weight_decay = hp.number("weight_decay")});
+  const Tensor<int64_t> ids = ref.get<int64_t>("input_ids"), labels = ref.get<int64_t>("labels");
+  Outputs out;
+  for (int64_t step = 0; step < steps; ++step) {
+    opt.zero_grad();
+    const Var loss = llm::causal_lm_loss(model.forward({.input_ids = ids}).logits, labels);
+    loss.backward();
+    const double norm = clip > 0 ? train::clip_grad_norm(params, clip) : train::grad_norm(params);
+    out.floats["loss." + std::to_string(step)] = loss.value();
+    out.floats["grad_norm." + std::to_string(step)] = Tensor<float>::full({1}, float(norm));
+    // The reference stores grad0.* after clip_grad_norm_ (its metadata note says "unclipped", but
+    // its values are the clipped ones): taken here after clipping too.
+    if (step == 0)
+      for (const Var& p : params) out.floats["grad0." + p.name()] = p.grad().clone();
+    opt.step();
+  }
+  for (const Var& p : params) out.floats["final." + p.name()] = p.value();
+  return out;
+}
+
 }  // namespace detail
 
 inline Outputs run(const std::string& kind, const std::string& dir) {
@@ -163,7 +251,9 @@ inline Outputs run(const std::string& kind, const std::string& dir) {
   if (kind == "vision") return detail::run_vision(dir);
   if (kind == "projector") return detail::run_projector(dir);
   if (kind == "mllm") return detail::run_mllm(dir);
-  fail("ctmllm_fixture: unknown kind '", kind, "' (llm, vision, projector, mllm)");
+  if (kind == "lora") return detail::run_lora(dir);
+  if (kind == "train") return detail::run_train(dir);
+  fail("ctmllm_fixture: unknown kind '", kind, "' (llm, vision, projector, mllm, lora, train)");
 }
 
 }  // namespace ctmllm::fixture_runner
