@@ -3,11 +3,13 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "commands/report.hpp"
 #include "commands/tokenize.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"ctmllm: 3D multimodal LLMs that read CT scans and write radiology reports"};
   app.require_subcommand(1);
+  ctmllm::cli::add_report_command(app);
   ctmllm::cli::add_tokenize_commands(app);
   try {
     app.parse(argc, argv);

@@ -10,6 +10,7 @@
 #include "support/catch.hpp"
 #include "support/compare.hpp"
 #include "support/fixtures.hpp"
+#include "support/tiny_mllm.hpp"
 
 using namespace ctmllm;
 using testing::rel_error;
@@ -24,37 +25,6 @@ std::string temp_dir(const std::string& name) {
   const auto dir = std::filesystem::temp_directory_path() / ("ctmllm_test_" + name);
   std::filesystem::remove_all(dir);
   return dir.string();
-}
-
-// A small random MLLM around the byte-level BPE test tokenizer (615 tokens, <im_patch> among them).
-mllm::Model<float> with_tokenizer(bool mask, uint64_t seed = 3) {
-  text::Tokenizer tok = text::Tokenizer::from_file(testing::fixture_path("tokenizer/bpe_llama3"));
-  io::LlmConfig lc;
-  lc.model_type = "llama";
-  lc.vocab_size = int64_t(tok.vocab_size());
-  lc.hidden_size = 32;
-  lc.intermediate_size = 64;
-  lc.num_hidden_layers = 2;
-  lc.num_attention_heads = 4;
-  lc.num_key_value_heads = 2;
-  lc.head_dim = 8;
-  lc.max_position_embeddings = 256;
-  lc.bos_token_id = *tok.token_to_id("<|begin_of_text|>");
-  lc.eos_token_ids = {*tok.token_to_id("<|end_of_text|>")};
-  mllm::MllmConfig c = mllm::MllmConfig::from_json(
-      nlohmann::json::parse(R"({"image_token_id": 0,
-        "vision": {"img_size": [16, 32, 32], "patch_size": [4, 8, 8], "hidden_size": 24, "num_layers": 1,
-                   "num_heads": 2, "mlp_dim": 48},
-        "projector": {"type": "spp", "pool": 2, "in_dim": 24, "out_dim": 32}})"),
-      "test config");
-  c.image_token_id = *tok.token_to_id("<im_patch>");
-  c.segmentation_mask = mask;
-  c.mask_num_classes = 2;
-  mllm::Model<float> m(c, llm::Decoder<float>(lc, llm::RandomWeights(seed)));
-  Rng rng(seed);
-  m.init(rng);
-  m.set_tokenizer(std::move(tok), testing::fixture_path("tokenizer/bpe_llama3"));
-  return m;
 }
 
 mllm::MllmInput<float> fixture_input(const testing::Fixture& ref) {
@@ -156,7 +126,7 @@ TEST_CASE("mllm AnyRes: the global view, then each crop, through one encoder", "
 }
 
 TEST_CASE("mllm special tokens grow the vocabulary with mean rows", "[mllm]") {
-  auto model = with_tokenizer(false);
+  auto model = testing::tiny_mllm(false);
   const int64_t V = model.llm().vocab_size();
   const Tensor<float> old_embed = model.llm().embed_tokens().weight.value().clone();
   const auto ids = model.add_special_tokens({"<im_patch>", "<bx_start>", "<bx_end>"});
@@ -187,7 +157,7 @@ TEST_CASE("mllm special tokens grow the vocabulary with mean rows", "[mllm]") {
 }
 
 TEST_CASE("mllm token sequences: prompt, answer, labels, padding", "[mllm]") {
-  const auto model = with_tokenizer(false);
+  const auto model = testing::tiny_mllm(false);
   const auto special = mllm::SpecialIds::of(model);
   const auto seq = mllm::training_sequence(model, mllm::region_messages(model, "chest"), "The lungs are clear.");
   const int64_t n = model.config().visual_tokens();
@@ -226,7 +196,7 @@ TEST_CASE("mllm token sequences: prompt, answer, labels, padding", "[mllm]") {
 }
 
 TEST_CASE("mllm report pipeline on the real head CT with its bone mask", "[mllm][report]") {
-  const auto model = with_tokenizer(true);
+  const auto model = testing::tiny_mllm(true);
   const io::NiftiImage ct_image = io::read_nifti(testing::data_path("head_ct.nii.gz"));
   const io::NiftiImage mask_image = io::read_nifti(testing::data_path("head_ct_bone_mask.nii.gz"));
   const auto& pre = model.config().preprocess;

@@ -1,0 +1,98 @@
+// `ctmllm report` run as a user would: a saved model folder, the real head CT and its bone mask;
+// streamed text, JSON output, augmenters, and one-line errors with a non-zero exit status.
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "support/catch.hpp"
+#include "support/fixtures.hpp"
+#include "support/tiny_mllm.hpp"
+
+using namespace ctmllm;
+
+namespace {
+struct Run {
+  int status;
+  std::string out, err;
+};
+Run run_cli(const std::string& args) {
+  const std::string err_path = "/tmp/ctmllm_cli_err_" + std::to_string(::getpid());
+  const std::string cmd = std::string(CTMLLM_CLI) + " " + args + " 2>" + err_path;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int status = ::pclose(p);
+  std::string err;
+  if (FILE* e = std::fopen(err_path.c_str(), "r")) {
+    while ((n = std::fread(buf, 1, sizeof buf, e)) > 0) err.append(buf, n);
+    std::fclose(e);
+  }
+  std::remove(err_path.c_str());
+  return {WEXITSTATUS(status), out, err};
+}
+
+// A tiny model that reads the CT and its mask, saved once for every case.
+const std::string& model_dir() {
+  static const std::string dir = [] {
+    const std::string d = (std::filesystem::temp_directory_path() / "ctmllm_cli_report_model").string();
+    std::filesystem::remove_all(d);
+    testing::tiny_mllm(true).save_pretrained(d);
+    return d;
+  }();
+  return dir;
+}
+const std::string kCt = testing::data_path("head_ct.nii.gz");
+const std::string kMask = testing::data_path("head_ct_bone_mask.nii.gz");
+}  // namespace
+
+TEST_CASE("ctmllm report: JSON and streamed text agree on the head CT", "[cli][report]") {
+  const std::string base = "report --model " + model_dir() + " --ct " + kCt + " --mask " + kMask + " --max-new-tokens 8";
+  const Run json = run_cli(base + " --json");
+  INFO(json.err);
+  REQUIRE(json.status == 0);
+  const auto j = nlohmann::json::parse(json.out);
+  REQUIRE(j["regions"].size() == 3);
+  const Run text = run_cli(base);
+  REQUIRE(text.status == 0);
+  std::string expected;
+  for (const char* r : {"chest", "abdomen", "pelvis"}) {
+    CHECK(j["regions"][r]["tokens"].get<int>() >= 1);
+    CHECK(j["regions"][r]["findings"] == j["regions"][r]["generated"]);
+    CHECK(text.out.find(std::string("## ") + r + "\n") != std::string::npos);
+  }
+  // Streamed output: each region's section holds exactly its findings (modulo surrounding spaces).
+  for (const char* r : {"chest", "abdomen", "pelvis"}) {
+    const size_t at = text.out.find(std::string("## ") + r + "\n");
+    const size_t end = text.out.find("\n\n## ", at + 1);
+    const std::string section = text.out.substr(at + 4 + std::strlen(r), end == std::string::npos ? std::string::npos : end - at - 4 - std::strlen(r));
+    CHECK(section.find(j["regions"][r]["findings"].get<std::string>()) != std::string::npos);
+  }
+  // One region, with the normality augmenter: the built-in knowledge base adds the normal sentences.
+  const Run aug = run_cli(base + " --json --regions pelvis --normality");
+  REQUIRE(aug.status == 0);
+  const auto a = nlohmann::json::parse(aug.out);
+  CHECK(a["regions"].size() == 1);
+  CHECK(a["regions"]["pelvis"]["augment"]["normality_added"].get<int>() > 0);
+  CHECK(a["regions"]["pelvis"]["findings"].get<std::string>().size() >
+        a["regions"]["pelvis"]["generated"].get<std::string>().size());
+}
+
+TEST_CASE("ctmllm report: bad input is one error line and status 1", "[cli][report]") {
+  const std::string model = " --model " + model_dir();
+  for (const std::string& args : {"report" + model + " --ct /nonexistent.nii.gz --mask " + kMask,
+                                  "report" + model + " --ct " + kCt,  // the model needs the mask
+                                  "report" + model + " --ct " + kCt + " --mask " + kMask + " --regions chest,brain",
+                                  "report --model /nonexistent --ct " + kCt}) {
+    INFO(args);
+    const Run r = run_cli(args);
+    CHECK(r.status == 1);
+    CHECK(r.err.starts_with("ctmllm: error: "));
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  }
+  CHECK(run_cli("report --help").status == 0);
+  CHECK(run_cli("report --ct " + kCt).status != 0);  // --model is required
+}
