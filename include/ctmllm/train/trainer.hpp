@@ -7,6 +7,7 @@
 //   optionally a schedule (lr factor of update number s, s = 0, 1, ...) and an eval callback.
 // Per step: for each of grad_accum micro-batches forward + backward (seeded with its weight in the
 // batch: 1/grad_accum, or its share of the tokens when a token counter is set, train/accumulate.hpp),
+// then, when data-parallel (train/data_parallel.hpp), the ranks' gradients, loss and tokens combined,
 // then the gradient norm (clipped when clip_norm > 0), the AdamW update at schedule(step), and the
 // bookkeeping: progress line, one JSON line per step in train_log.jsonl, eval, checkpoint
 // (train/checkpoint.hpp) and loss_curve.svg in the output folder.
@@ -33,6 +34,7 @@
 #include "ctmllm/train/adamw.hpp"
 #include "ctmllm/train/checkpoint.hpp"
 #include "ctmllm/train/clip.hpp"
+#include "ctmllm/train/data_parallel.hpp"
 #include "ctmllm/train/loss_plot.hpp"
 #include "ctmllm/train/progress.hpp"
 
@@ -71,6 +73,7 @@ class Trainer {
   using ScheduleFn = std::function<double(int64_t)>;
   using EvalFn = std::function<double(int64_t)>;
   using TokenCountFn = std::function<int64_t(const Batch&)>;
+  using ReduceFn = typename DataParallel<T, D>::ReduceFn;
 
   Trainer(AdamW<T, D> optimizer, TrainerOptions options, BatchFn batches, LossFn loss)
       : optimizer_(std::move(optimizer)), options_(std::move(options)), batches_(std::move(batches)),
@@ -95,6 +98,9 @@ class Trainer {
   void set_eval(EvalFn f) { eval_ = std::move(f); }
   // Weight micro-batches by their token counts (the exact large-batch mean of a token-mean loss).
   void set_token_count(TokenCountFn f) { token_count_ = std::move(f); }
+  // Data parallel: combines the ranks' gradients after backward, before clipping (DataParallel::
+  // reduction()). A rank's weight is its kept-label count when a token counter is set, else 1.
+  void set_gradient_reduction(ReduceFn f) { reduce_ = std::move(f); }
 
   const TrainerState& state() const { return state_; }
   const AdamW<T, D>& optimizer() const { return optimizer_; }
@@ -154,10 +160,13 @@ class Trainer {
     std::vector<Batch> batch;
     for (int64_t m = 0; m < n; ++m) batch.push_back(next_batch());
     std::vector<double> weights = uniform_weights(n);
+    double rank_weight = 1;
     if (token_count_) {
       std::vector<int64_t> counts;
       for (const Batch& b : batch) counts.push_back(token_count_(b));
       weights = token_weights(counts);
+      rank_weight = 0;
+      for (int64_t c : counts) rank_weight += double(c);
     }
     optimizer_.set_lr_factor(schedule_ ? schedule_(state_.step) : 1.0);
     optimizer_.zero_grad();
@@ -167,10 +176,18 @@ class Trainer {
       LossResult<T, D> r = loss_(batch[size_t(m)]);
       CTMLLM_CHECK(r.loss.defined() && r.loss.value().numel() == 1, "Trainer: the loss function must return a scalar");
       const double l = double(r.loss.value().template to_device<Cpu>().item());
-      if (!std::isfinite(l)) stop(step, "loss is " + number(l) + " (micro-batch " + std::to_string(m) + ")");
+      // Data parallel: the combined loss carries a non-finite value to every rank, which all stop
+      // after the reduction (one rank stopping alone would leave the others in a collective).
+      if (!std::isfinite(l) && !reduce_) stop(step, "loss is " + number(l) + " (micro-batch " + std::to_string(m) + ")");
       loss += weights[size_t(m)] * l;
       tokens += r.tokens;
       r.loss.backward(Tensor<T, D>::full(r.loss.shape(), cast<T>(weights[size_t(m)])));
+    }
+    if (reduce_) {
+      const StepReduction all = reduce_(params_, rank_weight, loss, tokens);
+      if (!std::isfinite(all.loss)) stop(step, "loss is " + number(all.loss) + " (combined over the ranks)");
+      loss = all.loss;
+      tokens = all.tokens;
     }
     const double norm = options_.clip_norm > 0 ? clip_grad_norm(params_, options_.clip_norm) : grad_norm(params_);
     if (!std::isfinite(norm)) stop(step, "gradient norm is " + number(norm));
@@ -255,6 +272,7 @@ class Trainer {
   ScheduleFn schedule_;
   EvalFn eval_;
   TokenCountFn token_count_;
+  ReduceFn reduce_;
   std::vector<Var> params_;
   int64_t total_ = 0;
   TrainerState state_;
