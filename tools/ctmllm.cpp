@@ -3,14 +3,18 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "commands/eval.hpp"
 #include "commands/report.hpp"
 #include "commands/tokenize.hpp"
+#include "commands/train.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"ctmllm: 3D multimodal LLMs that read CT scans and write radiology reports"};
   app.require_subcommand(1);
   ctmllm::cli::add_report_command(app);
   ctmllm::cli::add_tokenize_commands(app);
+  ctmllm::cli::add_train_command(app);
+  ctmllm::cli::add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
