@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Runs ctmllm's CPU benchmarks and the reference implementations' same workloads in one go and
-prints the ratios: ops, the ViT and the projector against PyTorch, the tokenizer against HF tokenizers.
+prints the ratios: ops, the ViT and the projector and a training step against PyTorch, the tokenizer
+against HF tokenizers.
 
-Usage: compare_cpu.py [BUILD_DIR] [--threads N] [--only ops|vision|tokenizer]
+Usage: compare_cpu.py [BUILD_DIR] [--threads N] [--only ops|vision|tokenizer|train]
 Needs torch and tokenizers (pip install torch tokenizers).
 ratio = reference time / ctmllm time: above 1 means ctmllm is faster.
 """
@@ -16,6 +17,7 @@ SUITES = {
     "ops": ("ctmllm_bench_ops", "torch_cpu_reference.py"),
     "vision": ("ctmllm_bench_vision", "torch_cpu_reference.py"),
     "tokenizer": ("ctmllm_bench_tokenizer", "tokenizers_reference.py"),
+    "train": ("ctmllm_bench_train", "torch_cpu_reference.py"),
 }
 
 

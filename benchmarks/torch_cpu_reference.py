@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """PyTorch's time for the same CPU workloads as ctmllm_bench_ops, measured in the same run.
 
-Usage: torch_cpu_reference.py OUT.json [--threads N] [--suite ops|vision]
+Usage: torch_cpu_reference.py OUT.json [--threads N] [--suite ops|vision|train]
 Writes {workload name: seconds per iteration (median)}; names match the Google Benchmark names of
-benchmarks/bench_ops.cpp (suite ops) and bench_vision.cpp (suite vision) so compare_cpu.py can pair them.
+benchmarks/bench_ops.cpp (suite ops), bench_vision.cpp (suite vision) and bench_train.cpp (suite train) so
+compare_cpu.py can pair them.
 """
 import json, math, os, sys, time
 
@@ -27,7 +28,7 @@ def main():
     suite = sys.argv[sys.argv.index("--suite") + 1] if "--suite" in sys.argv else "ops"
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    res = vision_suite() if suite == "vision" else ops_suite()
+    res = {"vision": vision_suite, "train": train_suite}.get(suite, ops_suite)()
     res["_meta"] = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     with open(out, "w") as f:
         json.dump(res, f, indent=1)
@@ -45,6 +46,33 @@ def vision_suite():
         spp = SPP([8, 16, 16], 768, 4096).eval()
         f = torch.randn(1, 2048, 768)
         res["spp_to4096_fp32"] = median_time(lambda: spp(f))
+    return res
+
+
+def train_suite():
+    # bench_train.cpp's step: forward, causal-LM loss, backward, clip_grad_norm_(1.0), AdamW, float32.
+    from transformers import LlamaConfig, LlamaForCausalLM
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    models = {
+        "train_step_tiny_llama": (LlamaForCausalLM.from_pretrained(
+            os.path.join(root, "tests", "fixtures", "train", "llama_adamw", "base"), dtype=torch.float32), 2, 64),
+        "train_step_mid_llama": (LlamaForCausalLM(LlamaConfig.from_json_file(
+            os.path.join(root, "benchmarks", "train_mid_llama.json"))).float(), 2, 256),
+    }
+    res = {}
+    for name, (model, batch, seq) in models.items():
+        model.train()
+        vocab = model.config.vocab_size
+        ids = ((torch.arange(batch * seq) * 7919 + 13) % vocab).reshape(batch, seq)  # as bench_train.cpp
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            model(input_ids=ids, labels=ids).loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        res[name] = median_time(step, min_time=3, warmup=1)
+        res["_attention"] = model.config._attn_implementation  # for the record: sdpa
     return res
 
 
