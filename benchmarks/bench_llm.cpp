@@ -5,7 +5,6 @@
 //   roofline tokens/s = read bandwidth / bytes per step, and the achieved fraction is reported
 // (target >= 70 %). The counters also give the peak RSS. Timings depend on the machine's load:
 // measure the roofline and the model in one run, and compare only within it.
-#include <sys/resource.h>
 
 #include <benchmark/benchmark.h>
 
@@ -15,16 +14,11 @@
 
 #include "ctmllm/generate/sampling.hpp"
 #include "ctmllm/llm/decoder.hpp"
+#include "peak_rss.hpp"
 
 using namespace ctmllm;
 
 namespace {
-
-double peak_rss_mib() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
-}
 
 // STREAM-like read: sum a 1 GiB array with every thread, as decode streams its weights. Best of 5.
 double read_bandwidth() {
@@ -118,7 +112,7 @@ void prefill(benchmark::State& state) {
   }
   state.counters["tokens/s"] =
       benchmark::Counter(double(len) * double(state.iterations()), benchmark::Counter::kIsRate);
-  state.counters["peak_RSS_MiB"] = peak_rss_mib();
+  state.counters["peak_RSS_MiB"] = bench::peak_rss_mib();
 }
 
 // Greedy decode steps after a 128-token prefill; state.range(0) rows decode together (3: the three
@@ -145,7 +139,7 @@ void decode(benchmark::State& state) {
   state.counters["weight_GB/s"] = bytes * steps_per_s / 1e9;
   state.counters["read_GB/s"] = bw / 1e9;
   state.counters["roofline_fraction"] = steps_per_s * bytes / bw;
-  state.counters["peak_RSS_MiB"] = peak_rss_mib();
+  state.counters["peak_RSS_MiB"] = bench::peak_rss_mib();
 }
 
 }  // namespace

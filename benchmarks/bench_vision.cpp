@@ -7,6 +7,7 @@
 #include "ctmllm/core.hpp"
 #include "ctmllm/projector/spp.hpp"
 #include "ctmllm/vision/vit3d.hpp"
+#include "peak_rss.hpp"
 
 using namespace ctmllm;
 
@@ -23,6 +24,7 @@ void vit3d_b_fwd_fp32(benchmark::State& state) {
   const double n = 2049, d = 768;
   const double flops = 2 * 2048 * 1024 * d + 12 * (2 * n * (4 * d * d + 2 * d * 3072) + 4 * n * n * d);
   state.counters["FLOP/s"] = benchmark::Counter(flops * double(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["peak_RSS_MiB"] = bench::peak_rss_mib();
 }
 
 // SPP: 2048 tokens of 768 on 8×16×16 -> avg_pool3d(2) -> 256 tokens -> Linear(768, 4096), GELU, Linear(4096, 4096).
