@@ -32,8 +32,8 @@ struct TokenBatch {
 
 constexpr int64_t kRows = 4, kSeq = 12, kSteps = 4;
 
-// The whole batch (the same at every step, so the loss falls): random tokens; rows 0-1 hide 7
-// labels, rows 2-3 only 1 (unequal halves).
+// The whole batch (the same at every step, so the loss falls): random tokens; after the shift rows
+// 0-1 keep 17 labels and rows 2-3 keep 22 (unequal halves).
 TokenBatch whole_batch(int64_t) {
   TokenBatch b{Tensor<int64_t>::zeros({kRows, kSeq}), Tensor<int64_t>::zeros({kRows, kSeq})};
   const Tensor<float> u = Rng(100).uniform<float>(Shape{kRows, kSeq});
