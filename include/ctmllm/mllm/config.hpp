@@ -18,7 +18,9 @@
 // anyres {"crops": [cd, ch, cw], "global_view": true}, preprocess {hu_min, hu_max, slice_mm},
 // region_prompts {"chest": "...", ...}, added_special_tokens ["<im_patch>", ...] (re-added at
 // load so ids match), paths llm, tokenizer, vision_weights, projector_weights (relative to the
-// folder). Unknown keys are ignored; a value that cannot be honoured is an Error naming the key.
+// folder), custom_projector {"name": "...", "num_tokens": M} (a user-defined projector replaces the
+// built-in one: Model::set_projector). Unknown keys are ignored; a value that cannot be honoured is
+// an Error naming the key.
 #include <array>
 #include <filesystem>
 #include <map>
@@ -48,6 +50,13 @@ struct AnyResConfig {
   int64_t views() const { return enabled() ? crops[0] * crops[1] * crops[2] + (global_view ? 1 : 0) : 1; }
 };
 
+// A user-defined projector (projector::CustomProjector) in place of the built-in one: what the
+// config needs of it to count visual tokens and to check the module attached at load.
+struct CustomProjectorInfo {
+  std::string name;
+  int64_t num_tokens = 0;  // per view
+};
+
 struct MllmConfig {
   vision::ViT3DConfig vision;
   projector::ProjectorConfig projector;
@@ -64,6 +73,7 @@ struct MllmConfig {
               projector_weights = "projector.safetensors";
   std::optional<std::string> vision_weights_prefix;
   std::string projector_weights_prefix;
+  std::optional<CustomProjectorInfo> custom_projector;  // set by Model::set_projector
 
   // The paper's prompts: "you are a <thoracic|abdominal|pelvic> radiologist; describe the findings".
   static std::map<std::string, std::string> default_region_prompts() {
@@ -73,7 +83,9 @@ struct MllmConfig {
   }
 
   // Visual tokens of one volume (all its AnyRes views), and of a whole input (CT, then the mask).
-  int64_t tokens_per_volume() const { return projector.num_tokens() * anyres.views(); }
+  int64_t tokens_per_volume() const {
+    return (custom_projector ? custom_projector->num_tokens : projector.num_tokens()) * anyres.views();
+  }
   int64_t visual_tokens() const { return tokens_per_volume() * (segmentation_mask ? 2 : 1); }
   // The volume the model takes, [D, H, W].
   std::array<int64_t, 3> input_size() const {
@@ -145,6 +157,12 @@ struct MllmConfig {
     c.projector_weights = f.string("projector_weights", c.projector_weights);
     if (f.has("vision_weights_prefix")) c.vision_weights_prefix = f.string("vision_weights_prefix");
     c.projector_weights_prefix = f.string("projector_weights_prefix", "");
+    if (f.has("custom_projector")) {
+      const io::JsonFields cp = f.object("custom_projector");
+      c.custom_projector = CustomProjectorInfo{cp.string("name"), cp.integer("num_tokens")};
+      CTMLLM_CHECK(!c.custom_projector->name.empty() && c.custom_projector->num_tokens >= 1, source,
+                   ": custom_projector needs a non-empty 'name' and 'num_tokens' >= 1");
+    }
     const int64_t stated = f.integer("visual_tokens_per_volume", c.tokens_per_volume());
     CTMLLM_CHECK(stated == c.tokens_per_volume(), source, ": visual_tokens_per_volume ", stated, " disagrees with the ",
                  c.tokens_per_volume(), " tokens the projector gives per volume");
@@ -198,6 +216,8 @@ struct MllmConfig {
     if (bos_token_id) j["bos_token_id"] = *bos_token_id;
     if (!tokenizer.empty()) j["tokenizer"] = tokenizer;
     if (vision_weights_prefix) j["vision_weights_prefix"] = *vision_weights_prefix;
+    if (custom_projector)
+      j["custom_projector"] = {{"name", custom_projector->name}, {"num_tokens", custom_projector->num_tokens}};
     return j;
   }
 };

@@ -12,8 +12,12 @@
 // (or the fixed positions after BOS, the published rule), and the LLM reads the result as
 // inputs_embeds. Everything is autograd: the same forward trains (see train/finetune.hpp for the
 // paper's fine-tuning modes) and, under autograd::NoGradGuard, runs inference.
+//
+// The projector is the config's built-in one, or a user module (projector::CustomProjector)
+// attached with set_projector, for projector ablations; see docs/MLLM.md.
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +30,7 @@
 #include "ctmllm/llm/decoder.hpp"
 #include "ctmllm/mllm/config.hpp"
 #include "ctmllm/mllm/splice.hpp"
+#include "ctmllm/projector/custom.hpp"
 #include "ctmllm/projector/projector.hpp"
 #include "ctmllm/text/tokenizer.hpp"
 #include "ctmllm/vision/vit3d.hpp"
@@ -51,6 +56,7 @@ template <class T, class D = Cpu>
 class Model {
  public:
   using Var = autograd::Variable<T, D>;
+  using CustomProjectorPtr = std::shared_ptr<const projector::CustomProjector<T, D>>;
 
   // A model whose vision encoder and projector are zero-filled (init() or load them) around a
   // decoder that already has its weights.
@@ -63,7 +69,9 @@ class Model {
     register_parameters();
   }
 
-  // A folder laid out as config.hpp describes (what save_pretrained writes).
+  // A folder laid out as config.hpp describes (what save_pretrained writes). A folder saved with a
+  // custom projector loads without its projector weights and encodes nothing until the module is
+  // attached: use the overload below.
   static Model from_pretrained(const std::string& folder, const llm::DecoderOptions& options = {}) {
     const std::filesystem::path dir(folder);
     const MllmConfig config = MllmConfig::from_file((dir / "config.json").string());
@@ -73,15 +81,65 @@ class Model {
     const std::string tok_path = (dir / (config.tokenizer.empty() ? config.llm : config.tokenizer)).string();
     if (has_tokenizer(tok_path)) m.set_tokenizer(text::Tokenizer::from_file(tok_path), tok_path);
     m.vision_.load_file((dir / config.vision_weights).string(), config.vision_weights_prefix);
-    m.projector_.load_file((dir / config.projector_weights).string(), config.projector_weights_prefix);
+    if (!config.custom_projector)
+      m.projector_.load_file((dir / config.projector_weights).string(), config.projector_weights_prefix);
+    return m;
+  }
+  // A folder saved with a custom projector: attaches `projector` (a module of the name and token
+  // count the folder's config records, built by the caller as before saving) and loads its weights.
+  static Model from_pretrained(const std::string& folder, CustomProjectorPtr projector,
+                               const llm::DecoderOptions& options = {}) {
+    Model m = from_pretrained(folder, options);
+    const auto& saved = m.config_.custom_projector;
+    CTMLLM_CHECK(saved, folder, ": the model was saved with the built-in projector, not a custom one (load it without one)");
+    CTMLLM_CHECK(projector && projector->name() == saved->name && projector->num_tokens() == saved->num_tokens, folder,
+                 ": the model was saved with the custom projector '", saved->name, "' making ", saved->num_tokens,
+                 " tokens; the module given is ", projector ? "'" + projector->name() + "' making " +
+                 std::to_string(projector->num_tokens()) + " tokens" : std::string("null"));
+    m.set_projector(std::move(projector));
+    const std::filesystem::path weights = std::filesystem::path(folder) / m.config_.projector_weights;
+    nn::load_parameters(m.custom_->parameters(), io::CheckpointDir(weights.string()),
+                        [&m](const std::string& n) { return m.config_.projector_weights_prefix + n; });
     return m;
   }
 
   const MllmConfig& config() const { return config_; }
   const vision::ViT3D<T, D>& vision() const { return vision_; }
   vision::ViT3D<T, D>& vision() { return vision_; }
-  const projector::Projector<T, D>& projector() const { return projector_; }
-  projector::Projector<T, D>& projector() { return projector_; }
+  // The built-in projector; an Error when a custom one replaces it.
+  const projector::Projector<T, D>& projector() const {
+    check_builtin_projector();
+    return projector_;
+  }
+  projector::Projector<T, D>& projector() {
+    check_builtin_projector();
+    return projector_;
+  }
+  bool uses_custom_projector() const { return config_.custom_projector.has_value(); }
+  // The attached custom projector; an Error when there is none.
+  const projector::CustomProjector<T, D>& custom_projector() const {
+    CTMLLM_CHECK(custom_, "mllm::Model: no custom projector is attached",
+                 uses_custom_projector() ? " (the config names '" + config_.custom_projector->name + "': set_projector)" : "");
+    return *custom_;
+  }
+  // The parameters of the projector in use, built-in or custom.
+  const autograd::Parameters<T, D>& projector_parameters() const {
+    return uses_custom_projector() ? custom_projector().parameters() : projector_.parameters();
+  }
+
+  // Replaces the projector by a user module (a projector ablation): the config's token count
+  // follows num_tokens() and records name(), parameters() lists the module's weights under
+  // "projector.<name>", save_pretrained writes them to projector.safetensors. The built-in
+  // projector stays in the config (and the folder's config.json) but is no longer used.
+  void set_projector(CustomProjectorPtr projector) {
+    CTMLLM_CHECK(projector, "mllm::Model::set_projector: the projector is null");
+    CTMLLM_CHECK(!projector->name().empty() && projector->num_tokens() >= 1, "mllm::Model::set_projector: the projector '",
+                 projector->name(), "' needs a non-empty name and num_tokens() >= 1, got ", projector->num_tokens());
+    config_.custom_projector = CustomProjectorInfo{projector->name(), projector->num_tokens()};
+    custom_ = std::move(projector);
+    params_ = {};
+    register_parameters();
+  }
   const llm::Decoder<T, D>& llm() const { return llm_; }
   llm::Decoder<T, D>& llm() { return llm_; }
   bool has_tokenizer() const { return tokenizer_.has_value(); }
@@ -96,10 +154,11 @@ class Model {
   // Whether the segmentation mask goes in as a second volume (the config's segmentation_mask).
   void set_segmentation_mask(bool on) { config_.segmentation_mask = on; }
 
-  // Fresh vision encoder and projector weights (training from scratch).
+  // Fresh vision encoder and built-in projector weights (training from scratch); a custom
+  // projector's weights are its own to initialise.
   void init(Rng& rng) {
     vision_.init(rng);
-    projector_.init(rng);
+    if (!uses_custom_projector()) projector_.init(rng);
   }
 
   // Adds tokens to the tokenizer as special tokens (tokens it knows keep their ids); the LLM's vocabulary grows to hold them, the
@@ -174,7 +233,7 @@ class Model {
     c.vision_weights_prefix = "";
     c.projector_weights_prefix = "";
     write_parameters(vision_.parameters(), (dir / c.vision_weights).string());
-    write_parameters(projector_.parameters(), (dir / c.projector_weights).string());
+    write_parameters(projector_parameters(), (dir / c.projector_weights).string());
     io::SafeTensorsWriter w;
     for (const auto& p : llm_.parameters().all()) w.add(p.name(), p.value().template to_device<Cpu>());
     llm_.for_each_dense([&w](const std::string& module, const llm::Dense<T, D>& d) {
@@ -213,8 +272,15 @@ class Model {
 
   void register_parameters() {
     for (const auto& p : vision_.parameters().all()) params_.share("vision." + p.name(), p);
-    for (const auto& p : projector_.parameters().all()) params_.share("projector." + p.name(), p);
+    // A loaded folder's custom projector has no parameters to list until it is attached.
+    if (custom_ || !uses_custom_projector())
+      for (const auto& p : projector_parameters().all()) params_.share("projector." + p.name(), p);
     for (const auto& p : llm_.parameters().all()) params_.share("llm." + p.name(), p);
+  }
+
+  void check_builtin_projector() const {
+    CTMLLM_CHECK(!uses_custom_projector(), "mllm::Model: the projector is the custom '", config_.custom_projector->name,
+                 "', not a built-in one (see custom_projector())");
   }
 
   void check_volume(const Tensor<T, D>& v, const char* what) const {
@@ -250,11 +316,26 @@ class Model {
   // V views of B volumes through the encoder as one batch of V·B -> [B, V·n, H]
   Var encode_views(const std::vector<Var>& views, int64_t B) const {
     const Var x = views.size() == 1 ? views[0] : autograd::concat(views, 0);
-    const auto feats = vision_.forward(x, projector_.feature_layers());
-    const Var tokens = projector_(feats.tokens, feats.hidden);  // [V·B, n, H]
+    const Var tokens = uses_custom_projector() ? project_custom(x) : project_builtin(x);  // [V·B, n, H]
     if (views.size() == 1) return tokens;
     const int64_t V = int64_t(views.size()), n = tokens.size(1), H = tokens.size(2);
     return autograd::reshape(autograd::permute(autograd::reshape(tokens, {V, B, n, H}), {1, 0, 2, 3}), {B, V * n, H});
+  }
+
+  Var project_builtin(const Var& x) const {
+    const auto feats = vision_.forward(x, projector_.feature_layers());
+    return projector_(feats.tokens, feats.hidden);
+  }
+  Var project_custom(const Var& x) const {
+    const projector::CustomProjector<T, D>& p = custom_projector();
+    const auto feats = vision_.forward(x, p.feature_layers());
+    const Var tokens = p(feats.tokens, feats.hidden);
+    CTMLLM_CHECK(tokens.defined() && tokens.rank() == 3 && tokens.size(0) == x.size(0) &&
+                     tokens.size(1) == p.num_tokens() && tokens.size(2) == llm_.hidden_size(),
+                 "mllm::Model: the custom projector '", p.name(), "' must give [", x.size(0), ", ", p.num_tokens(), ", ",
+                 llm_.hidden_size(), "] for ", feats.tokens.value().describe(), ", got ",
+                 tokens.defined() ? tokens.value().describe() : std::string("nothing"));
+    return tokens;
   }
 
   static void write_parameters(const autograd::Parameters<T, D>& params, const std::string& file) {
@@ -272,6 +353,7 @@ class Model {
   MllmConfig config_;
   vision::ViT3D<T, D> vision_;
   projector::Projector<T, D> projector_;
+  CustomProjectorPtr custom_;  // in place of projector_ when set
   llm::Decoder<T, D> llm_;
   std::optional<text::Tokenizer> tokenizer_;
   std::string tokenizer_source_;
