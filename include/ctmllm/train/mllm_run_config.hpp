@@ -30,6 +30,7 @@ struct NewMllmSpec {
   nlohmann::json mllm, llm;
   std::string tokenizer;
   std::vector<std::string> special_tokens{"<im_patch>", "<bx_start>", "<bx_end>"};  // the first is the image token
+  std::string vision_weights;  // a pretrained encoder (ViT3D::load_file: safetensors, .bin, folder); "" = random
 };
 
 struct MllmRunConfig {
@@ -145,7 +146,7 @@ struct MllmRunConfig {
 
   template <class Path>
   static NewMllmSpec parse_new_model(const io::JsonFields& f, const nlohmann::json& j, const Path& path) {
-    check_keys(j, f.source(), {"mllm", "llm", "tokenizer", "special_tokens"});
+    check_keys(j, f.source(), {"mllm", "llm", "tokenizer", "special_tokens", "vision_weights"});
     NewMllmSpec s;
     CTMLLM_CHECK(f.has("mllm") && j["mllm"].is_object() && f.has("llm") && j["llm"].is_object(), f.source(),
                  ": needs 'mllm' (the MLLM config) and 'llm' (a Hugging Face config.json) objects");
@@ -154,6 +155,7 @@ struct MllmRunConfig {
                  ": mllm.image_token_id comes from the tokenizer's image token; leave it out");
     s.llm = j["llm"];
     s.tokenizer = path(f.string("tokenizer"));
+    if (f.has("vision_weights")) s.vision_weights = path(f.string("vision_weights"));
     if (f.has("special_tokens")) {
       const nlohmann::json& t = j["special_tokens"];
       CTMLLM_CHECK(t.is_array() && !t.empty(), f.source(), ": 'special_tokens' must be a non-empty list (the image token first)");

@@ -26,9 +26,10 @@
 
 namespace ctmllm::train {
 
-// A model built from new_model: random LLM weights (llm::RandomWeights), freshly initialised ViT
-// and projector, all seeded by `seed`, and the special tokens added (the LLM's vocabulary made
-// large enough for them up front, so image_token_id is valid when the model is assembled).
+// A model built from new_model: random LLM weights (llm::RandomWeights), a freshly initialised ViT
+// (or the pretrained encoder of vision_weights) and projector, all seeded by `seed`, and the special
+// tokens added (the LLM's vocabulary made large enough for them up front, so image_token_id is
+// valid when the model is assembled).
 template <class T = float, class D = Cpu>
 mllm::Model<T, D> new_mllm(const NewMllmSpec& spec, uint64_t seed) {
   CTMLLM_CHECK(std::filesystem::is_directory(spec.tokenizer), "new_model.tokenizer: ", spec.tokenizer,
@@ -44,6 +45,7 @@ mllm::Model<T, D> new_mllm(const NewMllmSpec& spec, uint64_t seed) {
   mllm::Model<T, D> model(mc, llm::Decoder<T, D>(lc, llm::RandomWeights(data::derive_seed(seed, 1))));
   Rng rng(data::derive_seed(seed, 2));
   model.init(rng);
+  if (!spec.vision_weights.empty()) model.vision().load_file(spec.vision_weights);
   model.set_tokenizer(std::move(tok), spec.tokenizer);
   const std::vector<int32_t> added = model.add_special_tokens(spec.special_tokens);
   CTMLLM_CHECK(added == ids, "new_model: the special tokens got other ids in the model's tokenizer");
@@ -78,11 +80,11 @@ inline MllmRunSummary train_mllm(const MllmRunConfig& c, std::ostream* progress 
   if (c.segmentation_mask) model.set_segmentation_mask(*c.segmentation_mask);
 
   for (autograd::Variable<T, D> p : model.vision().parameters().all()) p.set_requires_grad(c.vision_trainable);
-  for (autograd::Variable<T, D> p : model.projector().parameters().all()) p.set_requires_grad(c.projector_trainable);
+  for (autograd::Variable<T, D> p : model.projector_parameters().all()) p.set_requires_grad(c.projector_trainable);
   const FineTune<T, D> ft = prepare_finetune(model.llm(), c.finetune);
   set_adapter_training(model.llm(), true);
   std::vector<autograd::Variable<T, D>> params = model.vision().parameters().trainable();
-  for (const auto& p : model.projector().parameters().trainable()) params.push_back(p);
+  for (const auto& p : model.projector_parameters().trainable()) params.push_back(p);
   for (const auto& p : trainable_parameters(model.llm(), ft)) params.push_back(p);
   CTMLLM_CHECK(!params.empty(), "train_mllm: nothing trains (vision and projector frozen, and the fine-tuning mode trains nothing)");
   std::set<std::string> names;
