@@ -9,6 +9,7 @@
 // Exit status: 0 when the training loss fell and every kind's held-out F1 reached --min-f1, 2 when
 // not, 1 on an error.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -167,7 +168,7 @@ int main(int argc, char** argv) {
       run_patch += loss.patch.value().item() / every;
       run_finding += loss.finding.value().item() / every;
       run_presence += loss.presence.value().item() / every;
-      if (step % every == 0 || step == steps) {
+      if (step % every == 0) {
         std::printf("step %4d  loss: patch %.4f  finding %.4f  presence %.4f  %.2f s/step\n", step, run_patch,
                     run_finding, run_presence, seconds_since(t) / step);
         std::fflush(stdout);
@@ -179,7 +180,8 @@ int main(int argc, char** argv) {
     // Held-out: presence logit > 0 means "present"; patch accuracy over all and over finding patches.
     t = Clock::now();
     std::vector<std::vector<bool>> predicted, reference;
-    int64_t patches = 0, patches_right = 0, finding_patches = 0, finding_right = 0;
+    int64_t patches = 0, patches_right = 0;
+    std::array<int64_t, data::kNumFindingKinds> kind_patches{}, kind_right{};
     {
       autograd::NoGradGuard no_grad;
       for (size_t i = 0; i < data.validation.size(); i += size_t(batch)) {
@@ -195,7 +197,10 @@ int main(int argc, char** argv) {
           const int64_t truth = b.patch_classes.at(r);
           ++patches;
           patches_right += guess == truth;
-          if (truth >= data::label::kNumOrgans) ++finding_patches, finding_right += guess == truth;
+          if (truth >= data::label::kNumOrgans) {
+            ++kind_patches[size_t(truth - data::label::kNumOrgans)];
+            kind_right[size_t(truth - data::label::kNumOrgans)] += guess == truth;
+          }
         }
         for (size_t j = 0; j < idx.size(); ++j) {
           predicted.emplace_back();
@@ -211,19 +216,19 @@ int main(int argc, char** argv) {
     std::vector<std::string> kinds;
     for (const auto& k : data::kFindingKinds) kinds.push_back(k.name);
     const eval::FindingScores scores = eval::score_finding_labels(kinds, predicted, reference);
-    std::printf("\nheld-out detection (%zu cases)\n%-26s %9s %9s %9s %8s\n", predicted.size(), "kind", "precision",
-                "recall", "F1", "support");
+    std::printf("\nheld-out detection (%zu cases); patches: its patches classed right\n%-26s %9s %9s %9s %8s %8s\n",
+                predicted.size(), "kind", "precision", "recall", "F1", "support", "patches");
     double worst = 1;
-    for (const auto& s : scores.per_kind) {
-      std::printf("%-26s %9.3f %9.3f %9.3f %8lld\n", s.kind.c_str(), s.precision, s.recall, s.f1,
-                  (long long)s.support());
+    for (size_t k = 0; k < scores.per_kind.size(); ++k) {
+      const auto& s = scores.per_kind[k];
+      std::printf("%-26s %9.3f %9.3f %9.3f %8lld %7.1f%%\n", s.kind.c_str(), s.precision, s.recall, s.f1,
+                  (long long)s.support(), 100.0 * kind_right[k] / std::max<int64_t>(1, kind_patches[k]));
       worst = std::min(worst, s.f1);
     }
     std::printf("%-26s %9.3f %9.3f %9.3f %8lld\n", "micro", scores.micro.precision, scores.micro.recall,
                 scores.micro.f1, (long long)scores.micro.support());
-    std::printf("patch classes: %.1f%% right over all patches, %.1f%% over %lld finding patches\n",
-                100.0 * patches_right / std::max<int64_t>(1, patches),
-                100.0 * finding_right / std::max<int64_t>(1, finding_patches), (long long)finding_patches);
+    std::printf("patch classes: %.1f%% right over all %lld patches\n", 100.0 * patches_right / std::max<int64_t>(1, patches),
+                (long long)patches);
     std::printf("loss %.4f -> %.4f; time: data %.1f s, training %.1f s (%.2f s/step), evaluation %.1f s\n", first, last,
                 t_data, t_train, t_train / steps, t_eval);
     if (!(last < first)) {
