@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""PyTorch's time for the same CPU workloads as ctmllm_bench_ops, measured in the same run.
+"""PyTorch's time for the same CPU workloads as ctmllm's benchmark programs, measured in the same run.
 
-Usage: torch_cpu_reference.py OUT.json [--threads N] [--suite ops|vision|train]
-Writes {workload name: seconds per iteration (median)}; names match the Google Benchmark names of
-benchmarks/bench_ops.cpp (suite ops), bench_vision.cpp (suite vision) and bench_train.cpp (suite train) so
-compare_cpu.py can pair them.
+Usage: torch_cpu_reference.py OUT.json [--threads N] [--suite ops|vision|train|llm] [--workload NAME]
+Writes {workload name: seconds per iteration}; names match the Google Benchmark names (less
+"/iterations:N" and "/real_time") of benchmarks/bench_ops.cpp (suite ops), bench_vision.cpp (vision),
+bench_train.cpp (train) and bench_llm.cpp (llm) so compare_cpu.py can pair them. The vision and llm
+suites also write "_peak_RSS_MiB": {workload name: MiB}; each of their workloads runs in a fresh
+interpreter (--workload NAME) so that its peak is its own.
 """
-import json, math, os, sys, time
+import json, math, os, resource, subprocess, sys, time
 
 import torch
 import torch.nn.functional as F
@@ -26,27 +28,83 @@ def main():
     out = sys.argv[1]
     threads = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else 2
     suite = sys.argv[sys.argv.index("--suite") + 1] if "--suite" in sys.argv else "ops"
+    workload = sys.argv[sys.argv.index("--workload") + 1] if "--workload" in sys.argv else None
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    res = {"vision": vision_suite, "train": train_suite}.get(suite, ops_suite)()
+    if workload:
+        res = {workload: WORKLOADS[suite]()[workload](),
+               "_peak_RSS_MiB": {workload: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}  # KiB on Linux
+    elif suite in WORKLOADS:
+        res = {"_peak_RSS_MiB": {}}
+        for name in WORKLOADS[suite]():
+            subprocess.run([sys.executable, __file__, out, "--threads", str(threads), "--suite", suite,
+                            "--workload", name], check=True)
+            one = json.load(open(out))
+            res["_peak_RSS_MiB"].update(one.pop("_peak_RSS_MiB"))
+            res.update(one)
+    else:
+        res = {"train": train_suite}.get(suite, ops_suite)()
     res["_meta"] = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     with open(out, "w") as f:
         json.dump(res, f, indent=1)
 
 
-def vision_suite():
+def vision_workloads():
     # The M3D-CLIP ViT-B and the SPP projector exactly as the fixture generator defines them.
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "tools"))
     from gen_fixtures import ViT3D, SPP
-    res = {}
-    with torch.no_grad():
-        vit = ViT3D(1, [32, 256, 256], [4, 16, 16], 768, 12, 12, 3072).eval()
+
+    @torch.no_grad()
+    def vit():
+        m = ViT3D(1, [32, 256, 256], [4, 16, 16], 768, 12, 12, 3072).eval()
         x = torch.rand(1, 1, 32, 256, 256)
-        res["vit3d_b_fwd_fp32"] = median_time(lambda: vit(x), min_time=0, warmup=1)
-        spp = SPP([8, 16, 16], 768, 4096).eval()
+        return median_time(lambda: m(x), min_time=0, warmup=1)
+
+    @torch.no_grad()
+    def spp():
+        m = SPP([8, 16, 16], 768, 4096).eval()
         f = torch.randn(1, 2048, 768)
-        res["spp_to4096_fp32"] = median_time(lambda: spp(f))
-    return res
+        return median_time(lambda: m(f))
+    return {"vit3d_b_fwd_fp32": vit, "spp_to4096_fp32": spp}
+
+
+def llm_workloads():
+    # bench_llm.cpp's decoder: Qwen2.5-0.5B's shape, random weights, bf16 (torch's bf16 CPU matmuls run
+    # at least as fast as its float32 ones here, so no float32 variant), SDPA attention, KV cache.
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    config = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                         num_attention_heads=14, num_key_value_heads=2, head_dim=64, max_position_embeddings=32768,
+                         rms_norm_eps=1e-6, tie_word_embeddings=True,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+
+    def model():
+        # Built directly in bf16, so the float32 copy never exists and the peak is the bf16 model's.
+        return Qwen2ForCausalLM._from_config(config, dtype=torch.bfloat16).eval()
+
+    def prompt_ids(batch, length):  # as bench_llm.cpp
+        return (torch.arange(batch * length) * 7919 % config.vocab_size).reshape(batch, length)
+
+    @torch.no_grad()
+    def prefill(length):
+        m, ids = model(), prompt_ids(1, length)
+        return median_time(lambda: m(input_ids=ids, use_cache=True, logits_to_keep=1), min_time=0, warmup=1)
+
+    @torch.no_grad()
+    def decode(batch, prompt=128, steps=32):
+        # Greedy steps after the prompt's prefill, one token per row per step; mean over the steps, as
+        # bench_llm.cpp's decode (Iterations(32), no warm-up step).
+        m = model()
+        out = m(input_ids=prompt_ids(batch, prompt), use_cache=True, logits_to_keep=1)
+        cache, logits = out.cache, out.logits
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = m(input_ids=logits[:, -1].argmax(-1, keepdim=True), cache=cache, use_cache=True)
+            cache, logits = out.cache, out.logits
+        return (time.perf_counter() - start) / steps
+    return {"prefill/128": lambda: prefill(128), "decode/1": lambda: decode(1), "decode/3": lambda: decode(3)}
+
+
+WORKLOADS = {"vision": vision_workloads, "llm": llm_workloads}
 
 
 def train_suite():
