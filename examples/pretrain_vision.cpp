@@ -69,9 +69,9 @@ int main(int argc, char** argv) {
   CLI::App app{"Pretrains a small 3D ViT on synthetic CT phantoms (patch classes + finding presence) and reports "
                "held-out detection F1 per finding kind."};
   std::string dataset;
-  int n_train = 400, n_val = 100, steps = 300, threads = 0, batch = 8, warmup = 20;
+  int n_train = 400, n_val = 100, steps = 1000, threads = 0, batch = 4, warmup = 40;
   uint64_t seed = 1;
-  double lr = 1e-3, weight_decay = 0.05, min_f1 = 0.0;
+  double lr = 2e-3, weight_decay = 0.05, min_f1 = 0.0;
   train::VisionLossWeights weights;
   std::vector<int64_t> input{data::kModelInputShape.begin(), data::kModelInputShape.end()}, patch{4, 8, 8};
   vision::ViT3DConfig vit_cfg;
