@@ -40,12 +40,16 @@ struct AnswerOptions {
 };
 
 namespace detail {
+// An LLM's vocabulary may be larger than its tokenizer's (rows padded to a round size, as Qwen's):
+// such ids have no text and are left out of the decoded answer.
+inline bool has_text(const text::Tokenizer& tok, int64_t token) { return token >= 0 && token < int64_t(tok.vocab_size()); }
+
 // Decodes a growing token list and hands out only the text not handed out yet, holding back a
 // trailing incomplete UTF-8 sequence (decode shows it as U+FFFD) until the next token completes it.
 class TextStream {
  public:
   std::string push(const text::Tokenizer& tok, int64_t token, const std::vector<int64_t>& stop) {
-    if (std::find(stop.begin(), stop.end(), token) != stop.end()) return {};
+    if (std::find(stop.begin(), stop.end(), token) != stop.end() || !has_text(tok, token)) return {};
     tokens_.push_back(int32_t(token));
     return take(tok, /*final=*/false);
   }
@@ -127,7 +131,8 @@ std::vector<Answer> answer(const Model<T, D>& model, const autograd::Variable<T,
   for (const auto& r : gen) {
     std::vector<int32_t> ids;
     for (int64_t t : r.tokens)
-      if (std::find(g.eos_token_ids.begin(), g.eos_token_ids.end(), t) == g.eos_token_ids.end()) ids.push_back(int32_t(t));
+      if (std::find(g.eos_token_ids.begin(), g.eos_token_ids.end(), t) == g.eos_token_ids.end() && detail::has_text(tok, t))
+        ids.push_back(int32_t(t));
     out.push_back({detail::trim(tok.decode(ids, /*skip_special_tokens=*/true)), r.tokens, r.reason});
   }
   return out;

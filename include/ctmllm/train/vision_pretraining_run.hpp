@@ -1,0 +1,159 @@
+#pragma once
+// Running stage 1 (vision_pretraining.hpp's objective): labelled examples from an AMOS-MM-layout
+// dataset, the training loop (AdamW, warm-up + cosine, intensity augmentation, shuffled epochs),
+// and held-out detection scores per finding kind. Used by `ctmllm demo` and examples/pretrain_vision.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <numeric>
+#include <vector>
+
+#include "ctmllm/autograd/backward.hpp"
+#include "ctmllm/data/amos.hpp"
+#include "ctmllm/eval/findings.hpp"
+#include "ctmllm/io/nifti.hpp"
+#include "ctmllm/train/adamw.hpp"
+#include "ctmllm/train/schedule.hpp"
+#include "ctmllm/train/vision_pretraining.hpp"
+
+namespace ctmllm::train {
+
+// Examples of every case: the CT, its label map and finding list (cases without them are an Error).
+inline std::vector<VisionExample> load_vision_examples(const std::vector<data::AmosCase>& cases,
+                                                       const std::array<int64_t, 3>& patch_size,
+                                                       const VisionExampleOptions& o = {}) {
+  std::vector<VisionExample> out(cases.size());
+  parallel_for(0, int64_t(cases.size()), 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const data::AmosCase& c = cases[size_t(i)];
+      CTMLLM_CHECK(!c.label.empty() && !c.finding_list.empty(), "vision pretraining: case ", c.id,
+                   " has no label map or finding list");
+      const io::NiftiImage ct = io::read_nifti(c.image);
+      out[size_t(i)] = make_vision_example(ct.data, io::read_nifti(c.label).data.to<uint8_t>(), ct.spacing[2],
+                                           data::read_finding_list(c.finding_list), patch_size, o);
+    }
+  });
+  return out;
+}
+
+struct VisionPretrainingOptions {
+  int steps = 300, batch = 8, warmup = 20;
+  double lr = 1e-3, weight_decay = 0.05;
+  uint64_t seed = 1;
+  bool augment = true;
+  // Called every `log_every` steps with the step and the mean of the three loss terms since the last call.
+  int log_every = 20;
+  std::function<void(int step, double patch, double finding, double presence)> on_log;
+};
+
+struct VisionPretrainingResult {
+  double first_loss = 0, last_loss = 0;  // means over the first and the last tenth of the steps
+  double seconds = 0;
+};
+
+// Trains the ViT and the heads together on `training`.
+template <class T>
+VisionPretrainingResult pretrain_vision(vision::ViT3D<T>& vit, VisionPretrainingHeads<T>& heads,
+                                        const std::vector<VisionExample>& training, const VisionPretrainingOptions& o) {
+  CTMLLM_CHECK(o.steps > 0 && o.batch > 0 && o.warmup >= 0 && o.log_every > 0,
+               "pretrain_vision: steps, batch and log_every must be positive, warmup >= 0");
+  CTMLLM_CHECK(!training.empty(), "pretrain_vision: no training examples");
+  auto params = vit.parameters().trainable();
+  for (const auto& p : heads.parameters().trainable()) params.push_back(p);
+  AdamW<T> opt(params, {.lr = o.lr, .weight_decay = o.weight_decay});
+  const Schedule schedule(ScheduleKind::cosine, o.warmup, o.steps);
+  Rng shuffle_rng(data::derive_seed(o.seed, 1)), aug_rng(data::derive_seed(o.seed, 2));
+  std::vector<size_t> order(training.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  size_t cursor = order.size();
+  const int window = std::max(1, o.steps / 10);
+  VisionPretrainingResult r;
+  double sums[3] = {0, 0, 0};
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int step = 0; step < o.steps; ++step) {
+    std::vector<size_t> idx;
+    while (int(idx.size()) < o.batch) {
+      if (cursor == order.size()) {  // a new epoch: a Fisher-Yates shuffle from one block of draws
+        const uint64_t base = shuffle_rng.take(order.size());
+        for (size_t i = order.size(); i > 1; --i)
+          std::swap(order[i - 1], order[size_t(shuffle_rng.uniform_at(base + i - 1) * double(i)) % i]);
+        cursor = 0;
+      }
+      idx.push_back(order[cursor++]);
+    }
+    VisionBatch b = make_vision_batch(training, idx);
+    if (o.augment) b.volumes = vision::augment_intensity(b.volumes, aug_rng);
+    opt.set_lr_factor(schedule(step + 1));
+    const auto loss = heads(vit.forward(autograd::Variable<T>(b.volumes.template to<T>())), b);
+    loss.total.backward();
+    opt.step();
+    opt.zero_grad();
+    const double l = double(loss.total.value().item());
+    CTMLLM_CHECK(std::isfinite(l), "pretrain_vision: the loss is ", l, " at step ", step + 1, "; lower the learning rate");
+    if (step < window) r.first_loss += l / window;
+    if (step >= o.steps - window) r.last_loss += l / window;
+    sums[0] += double(loss.patch.value().item());
+    sums[1] += double(loss.finding.value().item());
+    sums[2] += double(loss.presence.value().item());
+    if ((step + 1) % o.log_every == 0) {
+      if (o.on_log) o.on_log(step + 1, sums[0] / o.log_every, sums[1] / o.log_every, sums[2] / o.log_every);
+      sums[0] = sums[1] = sums[2] = 0;
+    }
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+struct DetectionResult {
+  eval::FindingScores scores;  // per finding kind: presence logit > 0 against the finding list
+  double patch_accuracy = 0;   // patches classed right, over all held-out patches
+  std::array<double, data::kNumFindingKinds> finding_patch_accuracy{};  // per kind, over its patches
+};
+
+template <class T>
+DetectionResult evaluate_detection(const vision::ViT3D<T>& vit, const VisionPretrainingHeads<T>& heads,
+                                   const std::vector<VisionExample>& held_out, int batch = 8) {
+  CTMLLM_CHECK(!held_out.empty() && batch > 0, "evaluate_detection: no examples or a batch of ", batch);
+  autograd::NoGradGuard no_grad;
+  std::vector<std::vector<bool>> predicted, reference;
+  int64_t patches = 0, right = 0;
+  std::array<int64_t, data::kNumFindingKinds> kind_patches{}, kind_right{};
+  for (size_t i = 0; i < held_out.size(); i += size_t(batch)) {
+    std::vector<size_t> idx(std::min(held_out.size(), i + size_t(batch)) - i);
+    std::iota(idx.begin(), idx.end(), i);
+    const VisionBatch b = make_vision_batch(held_out, idx);
+    const auto out = vit.forward(autograd::Variable<T>(b.volumes.template to<T>()));
+    const auto loss = heads(out, b);
+    const Tensor<float> classes = heads.patch_logits(out.tokens).value().template to<float>();
+    for (int64_t r = 0; r < classes.size(0) * classes.size(1); ++r) {
+      const float* row = classes.data() + r * kNumPatchClasses;
+      const int64_t guess = std::max_element(row, row + kNumPatchClasses) - row, truth = b.patch_classes.at(r);
+      ++patches;
+      right += guess == truth;
+      if (truth >= data::label::kNumOrgans) {
+        ++kind_patches[size_t(truth - data::label::kNumOrgans)];
+        kind_right[size_t(truth - data::label::kNumOrgans)] += guess == truth;
+      }
+    }
+    for (size_t j = 0; j < idx.size(); ++j) {
+      predicted.emplace_back();
+      reference.emplace_back();
+      for (int k = 0; k < data::kNumFindingKinds; ++k) {
+        predicted.back().push_back(double(loss.presence_logits.at(int64_t(j), k)) > 0);
+        reference.back().push_back(held_out[idx[j]].present[size_t(k)]);
+      }
+    }
+  }
+  std::vector<std::string> kinds;
+  for (const auto& k : data::kFindingKinds) kinds.push_back(k.name);
+  DetectionResult d;
+  d.scores = eval::score_finding_labels(kinds, predicted, reference);
+  d.patch_accuracy = double(right) / double(std::max<int64_t>(1, patches));
+  for (size_t k = 0; k < kind_patches.size(); ++k)
+    d.finding_patch_accuracy[k] = double(kind_right[k]) / double(std::max<int64_t>(1, kind_patches[k]));
+  return d;
+}
+
+}  // namespace ctmllm::train

@@ -1,0 +1,42 @@
+// `ctmllm demo --quick`, run as a new user would: every stage runs (dataset, tokenizer, vision
+// pretraining, MLLM training, held-out evaluation) and leaves its outputs; the printed table has
+// every system. (The F1 target is for the full-length default run, docs/DEMO.md.)
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "support/catch.hpp"
+
+TEST_CASE("ctmllm demo --quick runs every stage and writes its results", "[cli][demo]") {
+  const std::string out = (std::filesystem::temp_directory_path() / "ctmllm_cli_demo").string();
+  std::filesystem::remove_all(out);
+  const std::string cmd = std::string(CTMLLM_CLI) + " demo --quick --threads 2 --out " + out + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
+  const int status = WEXITSTATUS(::pclose(p));
+  INFO(text);
+  REQUIRE(status == 0);
+  for (const char* row : {"always normal", "untrained", "trained", "trained + normality", "lung_nodule",
+                          "bladder_wall_thickening", "stage 1", "stage 2"})
+    CHECK(text.find(row) != std::string::npos);
+  for (const char* file : {"data/dataset.json", "tokenizer/tokenizer.json", "vision_stage1.safetensors",
+                           "mllm/model/config.json", "mllm/loss_curve.svg", "scores.json", "sample_reports.json"})
+    CHECK(std::filesystem::exists(std::filesystem::path(out) / file));
+  const auto scores = nlohmann::json::parse(std::ifstream(std::filesystem::path(out) / "scores.json"));
+  for (const char* system : {"always normal", "untrained", "trained", "trained + normality"}) {
+    INFO(system);
+    REQUIRE(scores.contains(system));
+    CHECK(scores[system]["f1"].get<double>() >= 0.0);
+    CHECK(scores[system]["per_kind"].size() == 7);
+  }
+  // The trained model's report is a trained model's: it learned the reports' language (BLEU above
+  // the untrained model's noise).
+  CHECK(scores["trained"]["bleu4"].get<double>() > scores["untrained"]["bleu4"].get<double>());
+  std::filesystem::remove_all(out);
+}
