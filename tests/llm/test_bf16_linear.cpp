@@ -1,6 +1,7 @@
-// The bf16-weight kernels against ops::linear on the same weights converted to float: every row count
-// of the GEMV path (groups of 4 rows and their remainders) and the blocked GEMM path, lengths with
-// and without a tail, with and without bias; results independent of the thread count.
+// The bf16-weight kernels against ops::linear on the same weights converted to float and against the
+// plain reference loops: every row count of the GEMV path (groups of 4 rows and their remainders) and
+// the prefill tiles (groups of 4 rows and their remainders), output counts that are not a multiple of the tile (and below it), lengths
+// with and without a vector tail, with and without bias; results independent of the thread count.
 #include <vector>
 
 #include "ctmllm/core/rng.hpp"
@@ -14,10 +15,11 @@ using testing::max_abs_diff;
 using testing::rel_error;
 
 namespace {
-Tensor<float> run(const Tensor<float>& x, const Tensor<bf16>& w, const Tensor<float>& b) {
+Tensor<float> run(const Tensor<float>& x, const Tensor<bf16>& w, const Tensor<float>& b, bool reference = false) {
   Tensor<float> y = Tensor<float>::empty({x.size(0), w.size(0)});
-  llm::kernels::linear_bf16(x.data(), x.size(0), x.size(1), reinterpret_cast<const uint16_t*>(w.data()), w.size(0),
-                            b.defined() ? b.data() : nullptr, y.data());
+  const auto kernel = reference ? llm::kernels::linear_bf16_reference : llm::kernels::linear_bf16;
+  kernel(x.data(), x.size(0), x.size(1), reinterpret_cast<const uint16_t*>(w.data()), w.size(0),
+         b.defined() ? b.data() : nullptr, y.data());
   return y;
 }
 }  // namespace
@@ -25,14 +27,18 @@ Tensor<float> run(const Tensor<float>& x, const Tensor<bf16>& w, const Tensor<fl
 TEST_CASE("linear over bf16 weights equals the float linear on the converted weights", "[llm][bf16]") {
   Rng rng(11);
   for (const int64_t in : {67, 96, 301}) {
-    const Tensor<bf16> w = rng.normal<float>({300, in}).to<bf16>();  // 300: not a multiple of the GEMM block
-    const Tensor<float> wf = w.to<float>(), bias = rng.normal<float>({300});
-    for (const int64_t n : {1, 2, 3, 4, 5, 7, 16, 17, 40}) {
-      const Tensor<float> x = rng.normal<float>({n, in});
-      for (const bool with_bias : {false, true}) {
-        INFO("in " << in << ", n " << n << ", bias " << with_bias);
-        const Tensor<float> b = with_bias ? bias : Tensor<float>();
-        CHECK(rel_error(run(x, w, b), ops::linear(x, wf, b)) <= 1e-6);
+    for (const int64_t out : {3, 301}) {  // 301: not a multiple of the tile; 3: below it
+      const Tensor<bf16> w = rng.normal<float>({out, in}).to<bf16>();
+      const Tensor<float> wf = w.to<float>(), bias = rng.normal<float>({out});
+      for (const int64_t n : {1, 2, 3, 4, 5, 7, 16, 17, 40}) {
+        const Tensor<float> x = rng.normal<float>({n, in});
+        for (const bool with_bias : {false, true}) {
+          INFO("in " << in << ", out " << out << ", n " << n << ", bias " << with_bias);
+          const Tensor<float> b = with_bias ? bias : Tensor<float>();
+          const Tensor<float> y = run(x, w, b);
+          CHECK(rel_error(y, ops::linear(x, wf, b)) <= 1e-6);
+          CHECK(rel_error(y, run(x, w, b, true)) <= 1e-6);
+        }
       }
     }
   }

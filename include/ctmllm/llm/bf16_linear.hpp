@@ -6,10 +6,15 @@
 //  - n <= kGemvRows (decode: one token per row of the batch, beams included): a GEMV that streams
 //    each weight row once for all n rows of x, converting bf16 -> float in registers. Decode is
 //    memory-bound, so this is the path that decides tokens/s.
-//  - larger n (prefill): weight blocks of kBlockRows rows are converted to float into per-thread
-//    scratch, then one Eigen GEMM per block; the conversion is amortised over the n rows.
+//  - larger n (prefill): a register-blocked kernel over tiles of kTileW weight rows × kTileX rows
+//    of x, one vector accumulator per output along `in`: each weight vector is converted once in
+//    registers for kTileX rows, each x vector used for kTileW rows, and neither operand is packed
+//    or transposed. Weight rows go in blocks that stay in L2 while every group of x rows passes.
 // Both split the output columns over the threads; each output is summed by one thread in a fixed
 // order, so results do not depend on the thread count.
+//
+// linear_bf16_reference: the same product as plain loops, for prefill in builds without AVX2/AVX-512
+// and for the tests.
 //
 // linear_bf16_backward_input: dx = dy · w, the input gradient through the frozen weight.
 #include <algorithm>
@@ -19,7 +24,7 @@
 
 #include <Eigen/Core>
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
 #endif
 #if defined(_OPENMP)
@@ -28,13 +33,28 @@
 
 #include "ctmllm/core/parallel.hpp"
 #include "ctmllm/core/tensor.hpp"
+#include "ctmllm/ops/cpu/matmul.hpp"
 
 namespace ctmllm::llm::kernels {
 
 inline constexpr int64_t kGemvRows = 16;    // x rows up to which the GEMV path runs
-inline constexpr int64_t kBlockRows = 128;  // weight rows converted per GEMM block
+inline constexpr int64_t kBlockRows = 128;  // weight rows converted per block by the backward pass
 
 inline float bf16_bits_to_float(uint16_t b) { return std::bit_cast<float>(uint32_t(b) << 16); }
+
+// x [n, in], w [out, in] (bf16 bits), b [out] or null, y [n, out]: all contiguous. Each output is a
+// dot product summed in order.
+inline void linear_bf16_reference(const float* x, int64_t n, int64_t in, const uint16_t* w, int64_t out,
+                                  const float* b, float* y) {
+  parallel_for(0, out, 64, [&](int64_t lo, int64_t hi) {
+    for (int64_t o = lo; o < hi; ++o)
+      for (int64_t r = 0; r < n; ++r) {
+        float s = 0.0f;
+        for (int64_t k = 0; k < in; ++k) s += x[r * in + k] * bf16_bits_to_float(w[o * in + k]);
+        y[r * out + o] = s + (b ? b[o] : 0.0f);
+      }
+  });
+}
 
 // Sum of 16 lanes as a fixed tree: l + (l + 8), then + (l + 4), + (l + 2), + (l + 1).
 inline float sum16(const float* a) {
@@ -115,45 +135,127 @@ inline void gemv(const float* x, int64_t n, int64_t in, const uint16_t* w, const
   }
 }
 
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+using ops::impl::kLanes;
+using ops::impl::SgemmVec;
+#if defined(__AVX512F__)
+inline constexpr int kTileW = 4, kTileX = 4;  // 16 zmm accumulators + 4 weight vectors
+// bf16 -> float is a zero-extension and a 16-bit shift.
+inline SgemmVec load_bf16(const uint16_t* p) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+inline SgemmVec fmadd(SgemmVec a, SgemmVec b, SgemmVec c) { return _mm512_fmadd_ps(a, b, c); }
+inline float lane_sum(SgemmVec v) { return _mm512_reduce_add_ps(v); }
+#else
+inline constexpr int kTileW = 4, kTileX = 2;  // 8 ymm accumulators + 4 weight vectors of the 16 registers
+inline SgemmVec load_bf16(const uint16_t* p) {
+  return _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+inline SgemmVec fmadd(SgemmVec a, SgemmVec b, SgemmVec c) { return _mm256_fmadd_ps(a, b, c); }
+inline float lane_sum(SgemmVec v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+#endif
+// Weight bytes per block: a block stays in L2 (1 MiB on Zen 4, 256 KiB and more elsewhere) while
+// every group of x rows passes over it.
+inline constexpr int64_t kBlockBytes = 192 * 1024;
+
+// s[r][j] = x_r · w_j for NR rows of x (stride in) and NW consecutive bf16 weight rows from w: each
+// converted weight vector feeds NR FMAs, each x vector NW. With NW > 1 the NW·in weights from `ahead`
+// (the next tile) are prefetched in address order: the hardware prefetcher loses NW interleaved
+// streams that restart at every row end.
+template <int NW, int NR>
+inline void tile(const float* x, int64_t in, const uint16_t* w, const uint16_t* ahead, float (&s)[kTileX][kTileW]) {
+  const int64_t body = in - in % kLanes;
+  SgemmVec acc[NR][NW];
+#pragma GCC unroll 4
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NW; ++j) acc[r][j] = ops::impl::sgemm_zero();
+  for (int64_t k = 0; k < body; k += kLanes) {
+    SgemmVec wv[NW];
+#pragma GCC unroll 4
+    for (int j = 0; j < NW; ++j) {
+      if constexpr (NW > 1) _mm_prefetch(reinterpret_cast<const char*>(ahead + NW * k + j * kLanes), _MM_HINT_T2);
+      wv[j] = load_bf16(w + j * in + k);
+    }
+    // Unrolled so the accumulators stay in registers.
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+      const SgemmVec xv = ops::impl::sgemm_loadu(x + r * in + k);
+#pragma GCC unroll 4
+      for (int j = 0; j < NW; ++j) acc[r][j] = fmadd(xv, wv[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int j = 0; j < NW; ++j) {
+      float t = lane_sum(acc[r][j]);
+      for (int64_t k = body; k < in; ++k) t += x[r * in + k] * bf16_bits_to_float(w[j * in + k]);
+      s[r][j] = t;
+    }
+}
+
+// The same for nr <= kTileX rows of x.
+template <int NW>
+inline void tile_rows(int64_t nr, const float* x, int64_t in, const uint16_t* w, const uint16_t* ahead,
+                      float (&s)[kTileX][kTileW]) {
+  if constexpr (kTileX == 4) {
+    switch (nr) {
+      case 1: tile<NW, 1>(x, in, w, ahead, s); break;
+      case 2: tile<NW, 2>(x, in, w, ahead, s); break;
+      case 3: tile<NW, 3>(x, in, w, ahead, s); break;
+      default: tile<NW, 4>(x, in, w, ahead, s); break;
+    }
+  } else {
+    if (nr == 1) tile<NW, 1>(x, in, w, ahead, s);
+    else tile<NW, 2>(x, in, w, ahead, s);
+  }
+}
+
+// y[:, o0:o1] for all n rows of x (prefill).
+inline void linear_cols(const float* x, int64_t n, int64_t in, const uint16_t* w, const float* b, float* y,
+                        int64_t out, int64_t o0, int64_t o1) {
+  const int64_t block = std::max<int64_t>(kTileW, kBlockBytes / (2 * std::max<int64_t>(in, 1)) / kTileW * kTileW);
+  const int64_t nw_tile = out < kTileW ? 1 : kTileW;
+  float s[kTileX][kTileW];
+  for (int64_t c0 = o0; c0 < o1; c0 += block) {
+    const int64_t c1 = std::min(o1, c0 + block);
+    for (int64_t r0 = 0; r0 < n; r0 += kTileX) {
+      const int64_t nr = std::min<int64_t>(kTileX, n - r0);
+      const float* xr = x + r0 * in;
+      for (int64_t o = c0; o < c1; o += nw_tile) {
+        // A tile that would pass the last weight row starts earlier; its first results are dropped.
+        const int64_t start = std::min(o, out - nw_tile), first = o - start;
+        const uint16_t* ahead = w + std::min(o + nw_tile, out - nw_tile) * in;
+        if (nw_tile == kTileW) tile_rows<kTileW>(nr, xr, in, w + start * in, ahead, s);
+        else tile_rows<1>(nr, xr, in, w + start * in, ahead, s);
+        const int64_t nwv = std::min(nw_tile - first, c1 - o);
+        for (int64_t r = 0; r < nr; ++r)
+          for (int64_t j = 0; j < nwv; ++j) y[(r0 + r) * out + o + j] = s[r][first + j] + (b ? b[o + j] : 0.0f);
+      }
+    }
+  }
+}
+#endif
+
 // x [n, in], w [out, in] (bf16 bits), b [out] or null, y [n, out]: all contiguous.
 inline void linear_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w, int64_t out, const float* b,
                         float* y) {
+  // At least 64 weight rows (>= 100 KB) per task; parallel_for makes up to 4 tasks per thread, so
+  // small projections still split evenly.
   if (n <= kGemvRows) {
-    // At least 64 weight rows (>= 100 KB) per task; parallel_for makes up to 4 tasks per thread, so
-    // small projections still split evenly.
     parallel_for(0, out, 64, [&](int64_t lo, int64_t hi) { gemv(x, n, in, w, b, y, out, lo, hi); });
     return;
   }
-  using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  using Stride = Eigen::OuterStride<>;
-  const Eigen::Map<const RowMat> xm(x, n, in);
-  const int64_t blocks = (out + kBlockRows - 1) / kBlockRows;
-  auto block = [&](int64_t blk, std::vector<float>& scratch) {
-    const int64_t o0 = blk * kBlockRows, rows = std::min(kBlockRows, out - o0);
-    const uint16_t* src = w + o0 * in;
-    for (int64_t i = 0; i < rows * in; ++i) scratch[size_t(i)] = bf16_bits_to_float(src[i]);
-    const Eigen::Map<const RowMat> wb(scratch.data(), rows, in);
-    Eigen::Map<RowMat, Eigen::Unaligned, Stride> yb(y + o0, n, rows, Stride(out));
-    yb.noalias() = xm * wb.transpose();
-    if (b)
-      for (int64_t r = 0; r < n; ++r)
-        for (int64_t o = 0; o < rows; ++o) yb(r, o) += b[o0 + o];
-  };
-#if defined(_OPENMP)
-  // Inside a parallel region Eigen keeps each product on its thread (see ops/cpu/matmul.hpp), so
-  // every block is computed the same way whatever the thread count.
-  if (!omp_in_parallel()) {
-#pragma omp parallel
-    {
-      std::vector<float> scratch(size_t(kBlockRows * in));
-#pragma omp for schedule(static)
-      for (int64_t blk = 0; blk < blocks; ++blk) block(blk, scratch);
-    }
-    return;
-  }
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+  parallel_for(0, out, 64, [&](int64_t lo, int64_t hi) { linear_cols(x, n, in, w, b, y, out, lo, hi); });
+#else
+  linear_bf16_reference(x, n, in, w, out, b, y);
 #endif
-  std::vector<float> scratch(size_t(kBlockRows * in));
-  for (int64_t blk = 0; blk < blocks; ++blk) block(blk, scratch);
 }
 
 // dx [n, in] = dy [n, out] · w, w bf16 [out, in]: the input gradient of linear_bf16, for training
