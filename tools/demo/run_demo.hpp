@@ -98,8 +98,9 @@ inline std::string run_stage1(const DemoSettings& s, const data::AmosDataset& ds
   o.warmup = std::max(1, s.stage1_steps / 15);
   o.seed = data::derive_seed(s.seed, 12);
   o.log_every = std::max(1, s.stage1_steps / 10);
-  o.on_log = [&](int step, double patch, double finding, double presence) {
-    std::printf("  step %4d/%d  loss: patch %.3f  finding %.3f  presence %.3f\n", step, o.steps, patch, finding, presence);
+  o.on_log = [&](int step, double patch, double finding, double presence, double context) {
+    std::printf("  step %4d/%d  loss: patch %.3f  finding %.3f  presence %.3f  context %.3f\n", step, o.steps, patch,
+                finding, presence, context);
     std::fflush(stdout);
   };
   const train::VisionPretrainingResult r = train::pretrain_vision(vit, heads, training, o);

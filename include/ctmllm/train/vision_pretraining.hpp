@@ -160,11 +160,12 @@ inline VisionBatch make_vision_batch(const std::vector<VisionExample>& examples,
 struct VisionLossWeights {
   double finding = 0.5;   // the finding-patch term, relative to the all-patch term (0.3 learns too slowly)
   double presence = 1.0;  // the presence term
+  double context = 1.0;   // the every-token case-presence term
 };
 
 template <class T, class D = Cpu>
 struct VisionPretrainingLoss {
-  autograd::Variable<T, D> total, patch, finding, presence;  // the weighted sum and its three terms
+  autograd::Variable<T, D> total, patch, finding, presence, context;  // the weighted sum and its four terms
   Tensor<T, D> presence_logits;                              // [B, K]: > 0 means "present"
 };
 
@@ -178,12 +179,17 @@ class VisionPretrainingHeads {
   explicit VisionPretrainingHeads(int64_t hidden_size, VisionLossWeights weights = {})
       : patch_head_(params_, "patch_head", hidden_size, kNumPatchClasses),
         presence_bias_(params_.add("presence_bias", Tensor<T, D>::zeros({data::kNumFindingKinds}))),
+        context_head_(params_, "context_head", hidden_size, data::kNumFindingKinds),
         weights_(weights) {
-    CTMLLM_CHECK(weights.finding >= 0 && weights.presence >= 0, "VisionPretrainingHeads: loss weights must be >= 0, got ",
-                 weights.finding, " and ", weights.presence);
+    CTMLLM_CHECK(weights.finding >= 0 && weights.presence >= 0 && weights.context >= 0,
+                 "VisionPretrainingHeads: loss weights must be >= 0, got ", weights.finding, ", ", weights.presence,
+                 " and ", weights.context);
   }
 
-  void init(Rng& rng) { patch_head_.init(rng); }
+  void init(Rng& rng) {
+    patch_head_.init(rng);
+    context_head_.init(rng);
+  }
   autograd::Parameters<T, D>& parameters() { return params_; }
 
   // Patch-class logits [B, N, kNumPatchClasses] from tokens [B, N, E].
@@ -225,8 +231,21 @@ class VisionPretrainingHeads {
     const Var zero(Tensor<T, D>::zeros({b * k, 1}));
     const Var two_class = autograd::concat(std::vector<Var>{zero, autograd::reshape(s, {b * k, 1})}, 1);
     l.presence = autograd::cross_entropy(two_class, batch.presence.template to_device<D>());
-    l.total = autograd::add(autograd::add(l.patch, autograd::mul_scalar(l.finding, weights_.finding)),
-                            autograd::mul_scalar(l.presence, weights_.presence));
+    // Every token also predicts which kinds the whole case holds: the MLLM's projector pools tokens
+    // (SPP averages 2x2x2 of them), so a finding must be visible beyond its own patch for the LLM
+    // to read it from any visual token; without this term stage 2 learned the reports' language
+    // but wrote "normal" for every case.
+    const Var c = autograd::reshape(context_head_(tokens), {b * n * k, 1});
+    Tensor<int64_t, Cpu> every = Tensor<int64_t, Cpu>::empty({b, n, k});
+    for (int64_t i = 0; i < b; ++i)
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t f = 0; f < k; ++f) every.at(i, t, f) = batch.presence.at(i * k + f);
+    const Var zeros(Tensor<T, D>::zeros({b * n * k, 1}));
+    l.context = autograd::cross_entropy(autograd::concat(std::vector<Var>{zeros, c}, 1),
+                                        every.reshape({b * n * k}).template to_device<D>());
+    l.total = autograd::add(autograd::add(autograd::add(l.patch, autograd::mul_scalar(l.finding, weights_.finding)),
+                                          autograd::mul_scalar(l.presence, weights_.presence)),
+                            autograd::mul_scalar(l.context, weights_.context));
     return l;
   }
 
@@ -235,6 +254,7 @@ class VisionPretrainingHeads {
   static constexpr int64_t kIgnore = -100;
   nn::Linear<T, D> patch_head_;
   Var presence_bias_;  // [K], starts at 0
+  nn::Linear<T, D> context_head_;
   VisionLossWeights weights_;
 };
 

@@ -43,9 +43,9 @@ struct VisionPretrainingOptions {
   double lr = 1e-3, weight_decay = 0.05;
   uint64_t seed = 1;
   bool augment = true;
-  // Called every `log_every` steps with the step and the mean of the three loss terms since the last call.
+  // Called every `log_every` steps with the step and the mean of each loss term since the last call.
   int log_every = 20;
-  std::function<void(int step, double patch, double finding, double presence)> on_log;
+  std::function<void(int step, double patch, double finding, double presence, double context)> on_log;
 };
 
 struct VisionPretrainingResult {
@@ -70,7 +70,7 @@ VisionPretrainingResult pretrain_vision(vision::ViT3D<T>& vit, VisionPretraining
   size_t cursor = order.size();
   const int window = std::max(1, o.steps / 10);
   VisionPretrainingResult r;
-  double sums[3] = {0, 0, 0};
+  double sums[4] = {0, 0, 0, 0};
   const auto t0 = std::chrono::steady_clock::now();
   for (int step = 0; step < o.steps; ++step) {
     std::vector<size_t> idx;
@@ -97,9 +97,11 @@ VisionPretrainingResult pretrain_vision(vision::ViT3D<T>& vit, VisionPretraining
     sums[0] += double(loss.patch.value().item());
     sums[1] += double(loss.finding.value().item());
     sums[2] += double(loss.presence.value().item());
+    sums[3] += double(loss.context.value().item());
     if ((step + 1) % o.log_every == 0) {
-      if (o.on_log) o.on_log(step + 1, sums[0] / o.log_every, sums[1] / o.log_every, sums[2] / o.log_every);
-      sums[0] = sums[1] = sums[2] = 0;
+      if (o.on_log)
+        o.on_log(step + 1, sums[0] / o.log_every, sums[1] / o.log_every, sums[2] / o.log_every, sums[3] / o.log_every);
+      sums[0] = sums[1] = sums[2] = sums[3] = 0;
     }
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
