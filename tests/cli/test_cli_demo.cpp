@@ -8,19 +8,15 @@
 #include <string>
 
 #include "support/catch.hpp"
+#include "support/run_cli.hpp"
 
 TEST_CASE("ctmllm demo --quick runs every stage and writes its results", "[cli][demo]") {
   const std::string out = (std::filesystem::temp_directory_path() / "ctmllm_cli_demo").string();
   std::filesystem::remove_all(out);
-  const std::string cmd = std::string(CTMLLM_CLI) + " demo --quick --threads 2 --out " + out + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string text;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
-  const int status = WEXITSTATUS(::pclose(p));
-  INFO(text);
+  const auto run = ctmllm::testing::run_cli("demo --quick --threads 2 --out " + out);
+  const std::string& text = run.out;
+  const int status = run.status;
+  INFO(text << run.err);
   REQUIRE(status == 0);
   for (const char* row : {"always normal", "untrained", "trained", "trained + normality", "lung_nodule",
                           "bladder_wall_thickening", "stage 1", "stage 2"})

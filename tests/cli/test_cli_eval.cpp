@@ -14,35 +14,17 @@
 #include "ctmllm/data/labeller_table.hpp"
 #include "ctmllm/eval/report_scores.hpp"
 #include "support/catch.hpp"
+#include "support/run_cli.hpp"
 
 using namespace ctmllm;
+using testing::run_cli;
+using Run = testing::CliRun;
 namespace fs = std::filesystem;
 
 namespace {
-struct Run {
-  int status;
-  std::string out, err;
-};
-
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// Runs the CLI; stdout through the pipe, stderr through a temporary file.
-Run run_cli(const std::string& args) {
-  const std::string err_path = "/tmp/ctmllm_cli_eval_err_" + std::to_string(::getpid());
-  const std::string cmd = std::string(CTMLLM_CLI) + " " + args + " 2>" + err_path;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = ::pclose(p);
-  const std::string err = slurp(err_path);
-  std::remove(err_path.c_str());
-  return {WEXITSTATUS(status), out, err};
 }
 
 struct Files {

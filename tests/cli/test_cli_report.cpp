@@ -7,34 +7,14 @@
 
 #include "support/catch.hpp"
 #include "support/fixtures.hpp"
+#include "support/run_cli.hpp"
 #include "support/tiny_mllm.hpp"
 
 using namespace ctmllm;
+using testing::run_cli;
+using Run = testing::CliRun;
 
 namespace {
-struct Run {
-  int status;
-  std::string out, err;
-};
-Run run_cli(const std::string& args) {
-  const std::string err_path = "/tmp/ctmllm_cli_err_" + std::to_string(::getpid());
-  const std::string cmd = std::string(CTMLLM_CLI) + " " + args + " 2>" + err_path;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = ::pclose(p);
-  std::string err;
-  if (FILE* e = std::fopen(err_path.c_str(), "r")) {
-    while ((n = std::fread(buf, 1, sizeof buf, e)) > 0) err.append(buf, n);
-    std::fclose(e);
-  }
-  std::remove(err_path.c_str());
-  return {WEXITSTATUS(status), out, err};
-}
-
 // A tiny model that reads the CT and its mask, saved once for every case.
 const std::string& model_dir() {
   static const std::string dir = [] {

@@ -7,28 +7,10 @@
 
 #include "support/catch.hpp"
 #include "support/fixtures.hpp"
+#include "support/run_cli.hpp"
 
-namespace {
-struct Run {
-  int status;
-  std::string out;
-};
-// Runs the CLI with `input` on stdin (through a temporary file) and captures stdout.
-Run run_cli(const std::string& args, const std::string& input) {
-  const std::string in_path = "/tmp/ctmllm_cli_in_" + std::to_string(::getpid());
-  std::ofstream(in_path, std::ios::binary) << input;
-  const std::string cmd = std::string(CTMLLM_CLI) + " " + args + " < " + in_path + " 2>/dev/null";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = ::pclose(p);
-  std::remove(in_path.c_str());
-  return {WEXITSTATUS(status), out};
-}
-}  // namespace
+using ctmllm::testing::run_cli;
+using Run = ctmllm::testing::CliRun;
 
 TEST_CASE("ctmllm tokenize and detokenize reproduce HF tokenizers on the real tokenizers", "[cli][text]") {
   for (const char* name : {"llama3", "qwen3", "llama2"}) {

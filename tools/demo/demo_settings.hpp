@@ -21,7 +21,7 @@ struct DemoSettings {
   double stage1_lr = 2e-3;
   // Stage 2: the MLLM (encoder frozen; projector and the LLM, trained from scratch, learn).
   int64_t llm_hidden = 192, llm_layers = 3, llm_heads = 6, llm_kv_heads = 2, llm_intermediate = 512;
-  int stage2_steps = 1200, stage2_batch = 8;
+  int stage2_steps = 600, stage2_batch = 8;
   double stage2_lr = 1e-3;
   // Evaluation.
   int64_t max_new_tokens = 160;
