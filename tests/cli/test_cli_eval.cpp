@@ -22,11 +22,6 @@ using Run = testing::CliRun;
 namespace fs = std::filesystem;
 
 namespace {
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 struct Files {
   fs::path dir = fs::temp_directory_path() / ("ctmllm_cli_eval_" + std::to_string(::getpid()));
   Files() { fs::create_directories(dir); }

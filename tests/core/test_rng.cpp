@@ -6,7 +6,7 @@
 
 using namespace ctmllm;
 
-TEST_CASE("same seed, same numbers; different seed, different numbers", "[core][rng]") {
+TEST_CASE("same seed gives the same numbers, a different seed different ones", "[core][rng]") {
   const auto a = Rng(42).normal<float>({1000});
   const auto b = Rng(42).normal<float>({1000});
   const auto c = Rng(43).normal<float>({1000});

@@ -198,7 +198,7 @@ TEST_CASE("a phantom depends only on its seed, not on the thread count", "[data_
   CHECK(make_phantom(cfg, 43).ct.to_vector() != a.ct.to_vector());
 }
 
-TEST_CASE("findings do not move the anatomy; prevalence 0 gives none", "[data_world][phantom]") {
+TEST_CASE("findings do not move the anatomy, prevalence 0 gives none", "[data_world][phantom]") {
   for (uint64_t seed = 50; seed < 54; ++seed) {
     const Phantom none = make_phantom(with_prevalence(0.0), seed), all = make_phantom(with_prevalence(1.0), seed);
     CHECK(none.findings.empty());

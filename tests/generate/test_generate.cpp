@@ -89,7 +89,7 @@ TEST_CASE("streaming reports every token of every running row in order", "[gener
   CHECK(streamed[1] == out[1].tokens);
 }
 
-TEST_CASE("stop tokens and stop strings end a row; the others continue", "[generate]") {
+TEST_CASE("stop tokens and stop strings end a row, the others continue", "[generate]") {
   const Model model = load("llama");
   const auto batch = generate::left_pad<float>({{5, 9, 11, 40}, {7, 8}}, 0);
   const auto free_run = generate::generate(model, batch, greedy(8));

@@ -97,7 +97,7 @@ TEST_CASE("process_scores applies penalties always and warpers only when samplin
   CHECK(sampled == std::vector<float>{2, 2, -kInf});
 }
 
-TEST_CASE("argmax takes the first maximum; sample inverts the CDF", "[generate][sampling]") {
+TEST_CASE("argmax takes the first maximum, sample inverts the CDF", "[generate][sampling]") {
   CHECK(argmax(std::vector<float>{1, 5, 5, 2}) == 1);
   const std::vector<float> s = logits_of({0.5, 0.3, 0.15, 0.05});  // cumulative 0.5, 0.8, 0.95, 1
   CHECK(sample(s, 0.0) == 0);

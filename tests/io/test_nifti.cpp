@@ -171,7 +171,7 @@ TEST_CASE("every file in tests/data reads as nibabel reads it", "[io][nifti]") {
   }
 }
 
-TEST_CASE("read_nifti gives [z, y, x] with geometry; 4-D needs a volume index", "[io][nifti]") {
+TEST_CASE("read_nifti gives z, y, x with geometry, 4-D needs a volume index", "[io][nifti]") {
   const io::NiftiImage ct = io::read_nifti(testing::data_path("head_ct.nii.gz"));
   CHECK(ct.data.shape() == Shape{108, 256, 256});
   CHECK(ct.data.at(36, 85, 85) == 14.f);  // nibabel's voxel (x, y, z) = (85, 85, 36)
@@ -319,7 +319,7 @@ TEST_CASE("write_nifti round-trips every dtype through .nii and .nii.gz", "[io][
   }
 }
 
-TEST_CASE("the written qform reproduces the affine; defaults and 4-D", "[io][nifti]") {
+TEST_CASE("the written qform reproduces the affine, defaults and 4-D", "[io][nifti]") {
   const Tensor<float, Cpu> v = Tensor<float, Cpu>::full({2, 3, 4}, 1.5f);
   io::NiftiWriteOptions opts;
   opts.sform_code = 0;  // readers fall back to the qform

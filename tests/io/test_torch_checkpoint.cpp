@@ -99,7 +99,7 @@ TEST_CASE("DEFLATE members read the same as STORED ones", "[io][torch][zip]") {
   CHECK(zip.entry("state_dict/data.pkl").method == io::ZipArchive::kDeflate);
 }
 
-TEST_CASE("nested dicts and lists flatten to dotted names; other values are skipped", "[io][torch]") {
+TEST_CASE("nested dicts and lists flatten to dotted names, other values are skipped", "[io][torch]") {
   io::TorchCheckpoint ck(testing::fixture_path("io/torch/nested.pth"));
   std::vector<std::string> names = ck.names();
   std::sort(names.begin(), names.end());

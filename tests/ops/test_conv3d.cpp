@@ -73,7 +73,7 @@ void check_against_loops(const Shape& xs, const Shape& ws, Dims s, Dims p, bool 
 }
 }  // namespace
 
-TEST_CASE("conv3d matches torch.nn.functional.conv3d (stride [2, 1, 2], padding [1, 0, 1])", "[ops][conv3d]") {
+TEST_CASE("conv3d matches torch.nn.functional.conv3d (stride 2x1x2, padding 1x0x1)", "[ops][conv3d]") {
   testing::Fixture f("ops/conv3d.safetensors");
   REQUIRE(f.meta("stride") == "[2, 1, 2]");
   REQUIRE(f.meta("padding") == "[1, 0, 1]");

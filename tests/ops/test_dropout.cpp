@@ -50,7 +50,7 @@ TEST_CASE("dropout keeps about 1 - p of a large tensor, the same with 1 or 2 thr
   }
 }
 
-TEST_CASE("dropout with p = 0 is the identity; p outside [0, 1) is an error", "[ops][dropout]") {
+TEST_CASE("dropout with p = 0 is the identity, p outside 0 <= p < 1 is an error", "[ops][dropout]") {
   const auto x = Rng(3).normal<float>({4, 5});
   CHECK(testing::max_abs_diff(ops::dropout(x, 0.0, 1, 0), x) == 0.0);
   CHECK(testing::max_abs_diff(ops::dropout_backward(x, 0.0, 1, 0), x) == 0.0);

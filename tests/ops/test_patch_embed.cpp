@@ -32,7 +32,7 @@ TEST_CASE("patchify orders patches as the M3D perceptron and the Conv3d weight",
   }
 }
 
-TEST_CASE("patch_embed matches the PyTorch patch Conv3d (kernel = stride = [4, 16, 16])", "[ops][patch_embed]") {
+TEST_CASE("patch_embed matches the PyTorch patch Conv3d (kernel = stride = 4x16x16)", "[ops][patch_embed]") {
   testing::Fixture f("ops/patch_conv3d.safetensors");
   REQUIRE(f.meta("stride") == "[4, 16, 16]");
   const auto x = f.get("x"), w = f.get("w"), b = f.get("b");

@@ -40,7 +40,7 @@ TEST_CASE("concat of random blocks matches element access", "[ops][shape]") {
       }
 }
 
-TEST_CASE("split returns views; its backward fills the missing pieces with zeros", "[ops][shape]") {
+TEST_CASE("split returns views, its backward fills the missing pieces with zeros", "[ops][shape]") {
   const auto x = Tensor<float>::from({1, 2, 3, 4, 5, 6}, {2, 3});
   const auto pieces = ops::split(x, {1, 2}, 1);
   REQUIRE(pieces.size() == 2);
