@@ -80,7 +80,10 @@ cmake --build "$asan_dir" -j"$jobs"
 done_phase "asan+ubsan build"
 
 phase "asan+ubsan: ctest"
-ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:protect_shadow_gap=0 \
+# detect_stack_use_after_return stays off: with it, GCC 12's ASan segfaults on entry to the frame of
+# one gradcheck test (ops: "embedding backward passes finite differences", at its first statement,
+# whatever that statement is), a fake-stack fault rather than a bug in the code under test.
+ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=0:check_initialization_order=1:protect_shadow_gap=0 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_ctest "$asan_dir"
 done_phase "asan+ubsan ctest"
