@@ -10,7 +10,9 @@
 #include "ctmllm/core/error.hpp"
 
 #if defined(CTMLLM_WITH_CUDA)
-#include <cuda_runtime_api.h>
+#include "ctmllm/core/cuda/allocator.hpp"
+#include "ctmllm/core/cuda/error.hpp"
+#include "ctmllm/core/cuda/stream.hpp"
 #endif
 
 namespace ctmllm {
@@ -32,32 +34,29 @@ struct Cpu {
 };
 
 #if defined(CTMLLM_WITH_CUDA)
-namespace cuda_detail {
-inline void check(cudaError_t e, const char* what) {
-  CTMLLM_CHECK(e == cudaSuccess, "CUDA error in ", what, ": ", cudaGetErrorString(e));
-}
-}  // namespace cuda_detail
-
+// Device memory comes from the caching allocator (core/cuda/allocator.hpp); copies run on the
+// device's stream (core/cuda/stream.hpp), so they are ordered after the kernels queued before them,
+// and those to or from the host return once the copy is done.
 struct Cuda {
   static constexpr const char* name = "cuda";
-  static std::shared_ptr<std::byte> allocate(size_t bytes) {
-    void* p = nullptr;
-    cuda_detail::check(cudaMalloc(&p, bytes ? bytes : 256), "cudaMalloc");
-    return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { cudaFree(q); });
-  }
-  static void copy_to_host(void* dst, const void* src, size_t bytes) {
-    if (bytes) cuda_detail::check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
-  }
-  static void copy_from_host(void* dst, const void* src, size_t bytes) {
-    if (bytes) cuda_detail::check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
-  }
-  static void copy_within(void* dst, const void* src, size_t bytes) {
-    if (bytes) cuda_detail::check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy D2D");
-  }
+  static std::shared_ptr<std::byte> allocate(size_t bytes) { return cuda::allocate(bytes); }
+  static void copy_to_host(void* dst, const void* src, size_t bytes) { copy(dst, src, bytes, cudaMemcpyDeviceToHost, true); }
+  static void copy_from_host(void* dst, const void* src, size_t bytes) { copy(dst, src, bytes, cudaMemcpyHostToDevice, true); }
+  static void copy_within(void* dst, const void* src, size_t bytes) { copy(dst, src, bytes, cudaMemcpyDeviceToDevice, false); }
   // True when a usable GPU is present; tests use it to skip (cudaGetDeviceCount fails without one).
   static bool available() {
     int n = 0;
-    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+    const bool ok = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+    cudaGetLastError();  // the failed query must not surface at the next launch check
+    return ok;
+  }
+
+ private:
+  static void copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, bool wait) {
+    if (!bytes) return;
+    const cudaStream_t s = cuda::current_stream();
+    cuda::check(cudaMemcpyAsync(dst, src, bytes, kind, s), "cudaMemcpyAsync");
+    if (wait) cuda::check(cudaStreamSynchronize(s), "cudaStreamSynchronize after cudaMemcpyAsync");
   }
 };
 #endif

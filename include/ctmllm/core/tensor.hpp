@@ -272,6 +272,9 @@ class Tensor {
     if constexpr (std::is_same_v<D2, D>) {
       return contiguous();
     } else {
+      if constexpr (std::is_same_v<D2, Cpu>) {
+        if (!is_contiguous()) return gathered_on_host();
+      }
       const Tensor src = contiguous();
       Tensor<T, D2> out = Tensor<T, D2>::empty(shape_);
       const size_t bytes = size_t(numel()) * sizeof(T);
@@ -379,6 +382,18 @@ class Tensor {
       }
     }
     return ti == -1;
+  }
+  // A strided device view, contiguous on the host: the span of storage the view covers comes over
+  // in one copy and is gathered there. (contiguous() cannot come first: on a device it copies
+  // through here.) Strides are never negative, so the span starts at the view's first element.
+  Tensor<T, Cpu> gathered_on_host() const {
+    int64_t span = numel() == 0 ? 0 : 1;
+    for (int d = 0; d < rank() && numel() > 0; ++d) span += (shape_[d] - 1) * strides_[d];
+    Tensor<T, Cpu> raw = Tensor<T, Cpu>::empty(Shape{span});
+    D::copy_to_host(raw.data(), data(), size_t(span) * sizeof(T));
+    raw.shape_ = shape_;
+    raw.strides_ = strides_;
+    return raw.clone();
   }
   Tensor restride(const Shape& s, const Shape& st) const {
     Tensor t = *this;

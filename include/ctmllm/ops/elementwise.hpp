@@ -3,8 +3,13 @@
 // forms add_scalar, mul_scalar, pow_scalar; neg, exp, log, sqrt, rsqrt, square, tanh, sigmoid;
 // masked_fill; and add_, the in-place accumulate. Results are new contiguous tensors; inputs may
 // have any strides. Each backward sums the gradient back to its operand's pre-broadcast shape.
+#include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/accumulate.hpp"
 #include "ctmllm/ops/cpu/elementwise.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/accumulate.cuh"
+#include "ctmllm/ops/cuda/elementwise.cuh"
+#endif
 #include "ctmllm/ops/reduce.hpp"
 
 namespace ctmllm::ops {
@@ -12,6 +17,7 @@ namespace ctmllm::ops {
 // Unary maps --------------------------------------------------------------------------------------
 template <class T, class D>
 Tensor<T, D> unary(const Tensor<T, D>& x, Unary op, double s = 0.0) {
+  CTMLLM_REQUIRE_KERNELS(D, "unary");
   check_defined(x, "unary", "x");
   Tensor<T, D> y = Tensor<T, D>::empty(x.shape());
   impl::unary(x.contiguous(), y, op, s);
@@ -23,6 +29,7 @@ Tensor<T, D> unary(const Tensor<T, D>& x, Unary op, double s = 0.0) {
 // mul_scalar (pass undefined tensors for the rest).
 template <class T, class D>
 Tensor<T, D> unary_backward(const Tensor<T, D>& dy, const Tensor<T, D>& x, const Tensor<T, D>& y, Unary op, double s = 0.0) {
+  CTMLLM_REQUIRE_KERNELS(D, "unary_backward");
   check_defined(dy, "unary_backward", "dy");
   const bool reads_y = unary_grad_uses_output(op), reads_x = unary_grad_uses_input(op);
   const Tensor<T, D>& saved = reads_y ? y : reads_x ? x : dy;
@@ -69,6 +76,7 @@ inline const char* binary_name(Binary op) {
 
 template <class T, class D>
 Tensor<T, D> binary(const Tensor<T, D>& a, const Tensor<T, D>& b, Binary op) {
+  CTMLLM_REQUIRE_KERNELS(D, "binary");
   check_defined(a, binary_name(op), "a");
   check_defined(b, binary_name(op), "b");
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), binary_name(op));
@@ -86,6 +94,7 @@ struct BinaryGrads {
 template <class T, class D>
 BinaryGrads<T, D> binary_backward(const Tensor<T, D>& dy, const Tensor<T, D>& a, const Tensor<T, D>& b, Binary op,
                                   bool need_da = true, bool need_db = true) {
+  CTMLLM_REQUIRE_KERNELS(D, "binary_backward");
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), "binary_backward");
   check_shape(dy, shape, "binary_backward", "dy");
   BinaryGrads<T, D> g;
@@ -120,6 +129,7 @@ Tensor<T, D> div(const Tensor<T, D>& a, const Tensor<T, D>& b) { return binary(a
 // dst += src in place, src broadcast to dst's shape (dst itself never broadcasts).
 template <class T, class D>
 void add_(const Tensor<T, D>& dst, const Tensor<T, D>& src) {
+  CTMLLM_REQUIRE_KERNELS(D, "add_");
   check_defined(dst, "add_", "dst");
   check_defined(src, "add_", "src");
   CTMLLM_CHECK(broadcast_shapes(dst.shape(), src.shape(), "add_") == dst.shape(), "add_: src ", src.describe(),
@@ -130,6 +140,7 @@ void add_(const Tensor<T, D>& dst, const Tensor<T, D>& src) {
 // masked_fill: value where mask (uint8, nonzero = fill) is set, x elsewhere; mask broadcasts to x.
 template <class T, class D>
 Tensor<T, D> masked_fill(const Tensor<T, D>& x, const Tensor<uint8_t, D>& mask, double value) {
+  CTMLLM_REQUIRE_KERNELS(D, "masked_fill");
   check_defined(x, "masked_fill", "x");
   check_defined(mask, "masked_fill", "mask");
   CTMLLM_CHECK(mask.rank() <= x.rank() && broadcast_shapes(x.shape(), mask.shape(), "masked_fill") == x.shape(),

@@ -5,7 +5,11 @@
 #include <array>
 #include <vector>
 
+#include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/reduce.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/reduce.cuh"
+#endif
 
 namespace ctmllm::ops {
 
@@ -43,6 +47,7 @@ inline int64_t extent(const Shape& s, int lo, int hi) {
 
 template <class T, class D>
 Tensor<T, D> sum_or_mean(const Tensor<T, D>& x, const std::array<bool, kMaxRank>& mask, bool keepdim, bool mean) {
+  CTMLLM_REQUIRE_KERNELS(D, "sum / mean");
   int64_t count = 1;
   for (int d = 0; d < x.rank(); ++d)
     if (mask[d]) count *= x.size(d);
@@ -55,6 +60,7 @@ Tensor<T, D> sum_or_mean(const Tensor<T, D>& x, const std::array<bool, kMaxRank>
 template <class T, class D>
 Tensor<T, D> sum_or_mean_backward(const Tensor<T, D>& dy, const Shape& x_shape, const std::array<bool, kMaxRank>& mask,
                                   bool keepdim, bool mean, const char* op) {
+  CTMLLM_REQUIRE_KERNELS(D, "sum_backward / mean_backward");
   check_shape(dy, reduced_shape(x_shape, mask, keepdim), op, "dy");
   int64_t count = 1;
   for (int d = 0; d < x_shape.rank(); ++d)
@@ -120,6 +126,7 @@ Tensor<T, D> mean_backward(const Tensor<T, D>& dy, const Shape& x_shape) {
 // shapes already match.
 template <class T, class D>
 Tensor<T, D> sum_to_shape(const Tensor<T, D>& g, const Shape& shape) {
+  CTMLLM_REQUIRE_KERNELS(D, "sum_to_shape");
   check_defined(g, "sum_to_shape", "g");
   if (g.shape() == shape) return g;
   CTMLLM_CHECK(shape.rank() <= g.rank() && broadcast_shapes(shape, g.shape(), "sum_to_shape") == g.shape(),
@@ -141,6 +148,7 @@ struct MaxResult {
 
 template <class T, class D>
 MaxResult<T, D> max(const Tensor<T, D>& x, int dim, bool keepdim = false) {
+  CTMLLM_CPU_ONLY(D, "max");
   check_defined(x, "max", "x");
   dim = normalize_dim(dim, x.rank(), "max");
   CTMLLM_CHECK(x.size(dim) > 0, "max: dimension ", dim, " of ", x.describe(), " is empty");
@@ -162,6 +170,7 @@ Tensor<int64_t, D> argmax(const Tensor<T, D>& x, int dim, bool keepdim = false) 
 template <class T, class D>
 Tensor<T, D> max_backward(const Tensor<T, D>& dy, const Tensor<int64_t, D>& indices, const Shape& x_shape, int dim,
                           bool keepdim = false) {
+  CTMLLM_CPU_ONLY(D, "max_backward");
   dim = normalize_dim(dim, x_shape.rank(), "max_backward");
   std::array<bool, kMaxRank> mask{};
   mask[dim] = true;

@@ -35,8 +35,8 @@ class NcclCommunicator final : public Communicator {
   // Rank `rank` of `size` on CUDA device `device`; every rank passes rank 0's id.
   NcclCommunicator(const ncclUniqueId& id, int rank, int size, int device) : rank_(rank), size_(size) {
     CTMLLM_CHECK(size >= 1 && rank >= 0 && rank < size, "NcclCommunicator: rank ", rank, " is not in [0, ", size, ")");
-    cuda_detail::check(cudaSetDevice(device), "cudaSetDevice");
-    cuda_detail::check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    cuda::check(cudaSetDevice(device), "cudaSetDevice");
+    cuda::check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
     detail::nccl_check(ncclCommInitRank(&comm_, size, id, rank), "ncclCommInitRank");
   }
   ~NcclCommunicator() override {
@@ -61,7 +61,7 @@ class NcclCommunicator final : public Communicator {
     ncclUniqueId id{};
     if (rank == 0) id = make_id();
     CTMLLM_CHECK(MPI_Bcast(&id, int(sizeof(id)), MPI_BYTE, 0, comm) == MPI_SUCCESS, "NcclCommunicator: MPI_Bcast of the id failed");
-    cuda_detail::check(cudaGetDeviceCount(&devices), "cudaGetDeviceCount");
+    cuda::check(cudaGetDeviceCount(&devices), "cudaGetDeviceCount");
     return NcclCommunicator(id, rank, size, rank % devices);  // guaranteed elision: no copy or move
   }
 #endif
@@ -94,7 +94,7 @@ class NcclCommunicator final : public Communicator {
     const ncclResult_t r = ncclAllReduce(data.data(), data.data(), data.size(), detail::nccl_type<T>(), op, comm_, stream_);
     ncclRedOpDestroy(op, comm_);
     detail::nccl_check(r, "ncclAllReduce");
-    cuda_detail::check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize after ncclAllReduce");
+    cuda::check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize after ncclAllReduce");
   }
   template <class T>
   void bcast(std::span<T> data, int root) {
@@ -102,7 +102,7 @@ class NcclCommunicator final : public Communicator {
     if (data.empty()) return;
     detail::nccl_check(ncclBroadcast(data.data(), data.data(), data.size(), detail::nccl_type<T>(), root, comm_, stream_),
                        "ncclBroadcast");
-    cuda_detail::check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize after ncclBroadcast");
+    cuda::check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize after ncclBroadcast");
   }
 
   ncclComm_t comm_ = nullptr;

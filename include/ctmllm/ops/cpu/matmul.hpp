@@ -261,14 +261,14 @@ void gemm(const MatRef<const T>& a, const MatRef<const T>& b, const MatRef<T>& c
 template <class T>
 void gemm_widened(const MatRef<const T>& a, const MatRef<const T>& b, const MatRef<T>& c, bool accumulate) {
   auto widen = [](const MatRef<const T>& m) {
-    Tensor<float, Cpu> w = Tensor<float, Cpu>::empty({m.rows, m.cols});
+    Tensor<float, Cpu> w = Tensor<float, Cpu>::empty(Shape{m.rows, m.cols});  // Shape{}: nvcc mis-emits a bare {} here
     float* pw = w.data();
     for (int64_t i = 0; i < m.rows; ++i)
       for (int64_t j = 0; j < m.cols; ++j) pw[i * m.cols + j] = float(m.p[i * m.rs + j * m.cs]);
     return w;
   };
   const Tensor<float, Cpu> aw = widen(a), bw = widen(b);
-  Tensor<float, Cpu> cw = Tensor<float, Cpu>::empty({c.rows, c.cols});
+  Tensor<float, Cpu> cw = Tensor<float, Cpu>::empty(Shape{c.rows, c.cols});
   gemm(MatRef<const float>{aw.data(), a.rows, a.cols, a.cols, 1}, MatRef<const float>{bw.data(), b.rows, b.cols, b.cols, 1},
        MatRef<float>{cw.data(), c.rows, c.cols, c.cols, 1}, false);
   const float* pc = cw.data();

@@ -1,0 +1,116 @@
+#pragma once
+// The caching allocator's bookkeeping, apart from the device so that it is testable on any machine:
+// requests round up to a size class, a freed block goes to its class's free list and is handed out
+// again for the next request of that class, and cached blocks go back to the backend only on
+// release_cached() (or when the backend is out of memory, before one retry). Thread-safe.
+//
+// Size classes: 4 per power of two (512 B at least), so a block wastes under 25% of its size and
+// tensors whose sizes differ a little share a class. Blocks are never split or merged: simple, and
+// enough for a training or inference loop, whose tensor sizes repeat from step to step.
+#include <algorithm>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "ctmllm/core/error.hpp"
+
+namespace ctmllm::cuda {
+
+inline constexpr size_t kMinBlockBytes = 512;
+
+// The bytes a request of `bytes` actually gets: the next of p, 1.25p, 1.5p, 1.75p, 2p above it
+// (p a power of two), at least kMinBlockBytes.
+inline size_t size_class(size_t bytes) {
+  if (bytes <= kMinBlockBytes) return kMinBlockBytes;
+  const size_t p = std::bit_floor(bytes), step = p / 4;
+  return (bytes + step - 1) / step * step;
+}
+
+struct AllocatorStats {
+  size_t in_use = 0;       // bytes (size classes) of live blocks
+  size_t reserved = 0;     // bytes held from the device: live plus cached
+  size_t peak_in_use = 0;  // highest in_use since creation or reset_peak()
+  uint64_t device_allocations = 0;  // calls into the backend that returned memory
+  uint64_t cache_hits = 0;          // requests served from a free list
+};
+
+// Backend: `void* malloc(size_t)` (nullptr when out of memory; other failures throw) and
+// `void free(void*)`.
+template <class Backend>
+class BlockCache {
+ public:
+  explicit BlockCache(Backend backend = {}) : backend_(std::move(backend)) {}
+  BlockCache(const BlockCache&) = delete;
+  BlockCache& operator=(const BlockCache&) = delete;
+
+  void* allocate(size_t bytes) {
+    const size_t cls = size_class(bytes);
+    std::lock_guard lock(mutex_);
+    void* p = nullptr;
+    auto bin = free_.find(cls);
+    if (bin != free_.end() && !bin->second.empty()) {
+      p = bin->second.back();  // the most recently freed block: likeliest to be in L2
+      bin->second.pop_back();
+      ++stats_.cache_hits;
+    } else {
+      p = backend_.malloc(cls);
+      if (!p) {  // out of memory: hand the cached blocks back and try once more
+        release_locked();
+        p = backend_.malloc(cls);
+      }
+      CTMLLM_CHECK(p, "out of device memory allocating ", bytes, " bytes (", stats_.in_use, " bytes in use, ",
+                   stats_.reserved, " reserved)");
+      stats_.reserved += cls;
+      ++stats_.device_allocations;
+    }
+    live_.emplace(p, cls);
+    stats_.in_use += cls;
+    stats_.peak_in_use = std::max(stats_.peak_in_use, stats_.in_use);
+    return p;
+  }
+
+  void deallocate(void* p) {
+    std::lock_guard lock(mutex_);
+    const auto it = live_.find(p);
+    CTMLLM_CHECK(it != live_.end(), "BlockCache::deallocate: ", p, " was not allocated here");
+    free_[it->second].push_back(p);
+    stats_.in_use -= it->second;
+    live_.erase(it);
+  }
+
+  // Returns every cached (free) block to the backend; live blocks stay.
+  void release_cached() {
+    std::lock_guard lock(mutex_);
+    release_locked();
+  }
+
+  AllocatorStats stats() const {
+    std::lock_guard lock(mutex_);
+    return stats_;
+  }
+  void reset_peak() {
+    std::lock_guard lock(mutex_);
+    stats_.peak_in_use = stats_.in_use;
+  }
+
+ private:
+  void release_locked() {
+    for (auto& [cls, blocks] : free_) {
+      for (void* p : blocks) backend_.free(p);
+      stats_.reserved -= cls * blocks.size();
+      blocks.clear();
+    }
+  }
+
+  Backend backend_;
+  mutable std::mutex mutex_;
+  std::map<size_t, std::vector<void*>> free_;  // size class -> free blocks
+  std::unordered_map<void*, size_t> live_;     // block -> its size class
+  AllocatorStats stats_;
+};
+
+}  // namespace ctmllm::cuda

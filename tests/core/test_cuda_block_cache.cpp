@@ -1,0 +1,95 @@
+// The caching device allocator's bookkeeping (core/cuda/block_cache.hpp) over a fake backend: size
+// classes, reuse of freed blocks, release on demand, the out-of-memory retry and the statistics. Runs
+// on any machine; the allocator over cudaMalloc is tested in tests/cuda.
+#include <cstdlib>
+#include <map>
+
+#include "ctmllm/core/cuda/block_cache.hpp"
+#include "support/catch.hpp"
+
+using namespace ctmllm;
+using namespace ctmllm::cuda;
+
+namespace {
+// Host memory standing in for the device, with a byte limit to simulate running out.
+struct FakeBackend {
+  size_t limit = size_t(1) << 40;
+  size_t held = 0;
+  std::map<void*, size_t>* live = nullptr;  // block -> bytes
+  void* malloc(size_t bytes) {
+    if (held + bytes > limit) return nullptr;
+    held += bytes;
+    void* p = std::malloc(bytes);
+    live->emplace(p, bytes);
+    return p;
+  }
+  void free(void* p) {
+    held -= live->at(p);
+    live->erase(p);
+    std::free(p);
+  }
+};
+}  // namespace
+
+TEST_CASE("size classes round up by at most a quarter", "[core][cuda]") {
+  CHECK(size_class(0) == 512);
+  CHECK(size_class(1) == 512);
+  CHECK(size_class(512) == 512);
+  CHECK(size_class(513) == 640);  // 512 + 128
+  CHECK(size_class(1024) == 1024);
+  CHECK(size_class(1025) == 1280);
+  CHECK(size_class(1700) == 1792);
+  CHECK(size_class(size_t(3) << 30) == size_t(3) << 30);
+  for (size_t b = 1; b < (size_t(1) << 22); b = b * 3 / 2 + 7) {
+    const size_t c = size_class(b);
+    CHECK(c >= b);
+    CHECK((b <= 512 || c < b + b / 4 + 1));
+    CHECK(size_class(c) == c);  // a class is its own class
+  }
+}
+
+TEST_CASE("freed blocks are reused for the same size class and released on demand", "[core][cuda]") {
+  std::map<void*, size_t> live;
+  BlockCache<FakeBackend> cache(FakeBackend{.live = &live});
+  void* a = cache.allocate(1000);  // class 1024
+  void* b = cache.allocate(3000);  // class 3072
+  CHECK(cache.stats().in_use == 1024 + 3072);
+  CHECK(cache.stats().reserved == 1024 + 3072);
+  cache.deallocate(a);
+  CHECK(cache.stats().in_use == 3072);
+  CHECK(cache.stats().reserved == 1024 + 3072);
+  void* c = cache.allocate(900);  // same class as a: the same block, no new device allocation
+  CHECK(c == a);
+  CHECK(cache.stats().cache_hits == 1);
+  CHECK(cache.stats().device_allocations == 2);
+  void* d = cache.allocate(2000);  // another class: new memory
+  CHECK(cache.stats().device_allocations == 3);
+  CHECK(cache.stats().peak_in_use == 1024 + 3072 + 2048);
+  cache.deallocate(b);
+  cache.deallocate(c);
+  cache.release_cached();
+  CHECK(live.size() == 1);  // only d is still held from the backend
+  CHECK(cache.stats().reserved == 2048);
+  CHECK(cache.stats().in_use == 2048);
+  cache.reset_peak();
+  CHECK(cache.stats().peak_in_use == 2048);
+  cache.deallocate(d);
+  cache.release_cached();
+  CHECK(live.empty());
+  CHECK(cache.stats().reserved == 0);
+}
+
+TEST_CASE("out of memory releases cached blocks and retries once, then throws", "[core][cuda]") {
+  std::map<void*, size_t> live;
+  BlockCache<FakeBackend> cache(FakeBackend{.limit = 4096, .live = &live});
+  void* a = cache.allocate(3000);  // 3072 of 4096
+  cache.deallocate(a);             // cached, still held
+  void* b = cache.allocate(2048);  // does not fit beside the cached block: release, retry
+  CHECK(cache.stats().reserved == 2048);
+  CHECK(live.size() == 1);
+  CHECK_THROWS_AS(cache.allocate(4000), Error);  // 4096 more can never fit
+  CHECK(cache.stats().in_use == 2048);
+  cache.deallocate(b);
+  cache.release_cached();
+  CHECK(live.empty());
+}

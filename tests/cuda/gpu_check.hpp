@@ -1,0 +1,50 @@
+#pragma once
+// Shared by the GPU op tests: each compares an op on Cuda tensors with the same op on the CPU (the
+// reference) for float32, bfloat16 and float16, on inputs drawn fresh each run (the seed is printed
+// on failure), with every new device block NaN-filled first so that an output element a kernel
+// never writes fails the comparison (rel_error counts NaN as an infinite error).
+#include <random>
+
+#include "ctmllm/core.hpp"
+#include "ctmllm/core/cuda/allocator.hpp"
+#include "support/catch.hpp"
+#include "support/compare.hpp"
+
+namespace ctmllm::testing {
+
+// ‖gpu − ref‖ / ‖ref‖ allowed per element type: float32 arithmetic, or the rounding of one 16-bit
+// result (bfloat16 keeps 8 significant bits, float16 11).
+template <class T>
+inline constexpr double gpu_tolerance = std::is_same_v<T, float> ? 1e-5 : std::is_same_v<T, bf16> ? 1e-2 : 5e-3;
+
+// Turns on NaN-filling of new device blocks for the scope of a test.
+struct PoisonDeviceMemory {
+  PoisonDeviceMemory() { cuda::poison_new_blocks() = true; }
+  ~PoisonDeviceMemory() { cuda::poison_new_blocks() = false; }
+  PoisonDeviceMemory(const PoisonDeviceMemory&) = delete;
+  PoisonDeviceMemory& operator=(const PoisonDeviceMemory&) = delete;
+};
+
+inline uint64_t fresh_seed() { return (uint64_t(std::random_device{}()) << 32) | std::random_device{}(); }
+
+// Normal(0, std) values in T (drawn in float, rounded once).
+template <class T>
+Tensor<T, Cpu> random_normal(Rng& rng, const Shape& s, double std = 1.0) {
+  return rng.normal<float>(s, 0.0, std).to<T>();
+}
+
+template <class T>
+double gpu_error(const Tensor<T, Cuda>& gpu, const Tensor<T, Cpu>& ref) {
+  REQUIRE(gpu.shape() == ref.shape());
+  return rel_error(gpu.template to_device<Cpu>(), ref);
+}
+
+}  // namespace ctmllm::testing
+
+// Checks a GPU result against its CPU reference within T's tolerance, naming the dtype.
+#define CTMLLM_CHECK_GPU(T, gpu, ref)                                         \
+  do {                                                                        \
+    const double err_ = ::ctmllm::testing::gpu_error((gpu), (ref));          \
+    INFO(#gpu << " (" << ::ctmllm::dtype_name(::ctmllm::dtype_v<T>) << "): relative error " << err_); \
+    CHECK(err_ <= ::ctmllm::testing::gpu_tolerance<T>);                       \
+  } while (0)
