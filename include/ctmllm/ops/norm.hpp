@@ -5,7 +5,11 @@
 // accumulation type (float for 16-bit T).
 #include <cmath>
 
+#include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/norm.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/norm.cuh"
+#endif
 
 namespace ctmllm::ops {
 
@@ -40,6 +44,7 @@ struct LayerNormResult {
 template <class T, class D>
 LayerNormResult<T, D> layer_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight, const Tensor<T, D>& bias,
                                  double eps = 1e-5) {
+  CTMLLM_REQUIRE_KERNELS(D, "layer_norm");
   const Shape rows = detail::norm_rows_shape(x, "layer_norm");
   const int64_t C = x.shape().back();
   detail::check_norm_param(weight, C, "layer_norm", "weight");
@@ -63,6 +68,7 @@ struct LayerNormGrads {
 template <class T, class D>
 LayerNormGrads<T, D> layer_norm_backward(const Tensor<T, D>& dy, const Tensor<T, D>& x, const Tensor<acc_t<T>, D>& mean,
                                          const Tensor<acc_t<T>, D>& rstd, const Tensor<T, D>& weight, bool with_bias) {
+  CTMLLM_REQUIRE_KERNELS(D, "layer_norm_backward");
   const Shape rows = detail::norm_rows_shape(x, "layer_norm_backward");
   const int64_t C = x.shape().back();
   check_defined(dy, "layer_norm_backward", "dy");
@@ -89,6 +95,7 @@ struct RmsNormResult {
 template <class T, class D>
 RmsNormResult<T, D> rms_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight, double eps = 1e-6,
                              double weight_offset = 0.0) {
+  CTMLLM_REQUIRE_KERNELS(D, "rms_norm");
   const Shape rows = detail::norm_rows_shape(x, "rms_norm");
   check_defined(weight, "rms_norm", "weight");
   detail::check_norm_param(weight, x.shape().back(), "rms_norm", "weight");
@@ -107,6 +114,7 @@ struct RmsNormGrads {
 template <class T, class D>
 RmsNormGrads<T, D> rms_norm_backward(const Tensor<T, D>& dy, const Tensor<T, D>& x, const Tensor<acc_t<T>, D>& rstd,
                                      const Tensor<T, D>& weight, double weight_offset = 0.0) {
+  CTMLLM_REQUIRE_KERNELS(D, "rms_norm_backward");
   const Shape rows = detail::norm_rows_shape(x, "rms_norm_backward");
   const int64_t C = x.shape().back();
   check_defined(dy, "rms_norm_backward", "dy");

@@ -2,7 +2,11 @@
 // softmax and log_softmax along any dimension (default the last), numerically stable (the slice
 // maximum is subtracted before exp). Any shape of rank ≥ 1; the result is contiguous. The backward
 // functions take the forward output y, not x.
+#include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/softmax.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/softmax.cuh"
+#endif
 
 namespace ctmllm::ops {
 
@@ -22,6 +26,7 @@ inline SoftmaxExtents softmax_extents(const Shape& s, int dim, const char* op) {
 
 template <class T, class D>
 Tensor<T, D> run_softmax(const Tensor<T, D>& x, int dim, bool log, const char* op) {
+  CTMLLM_REQUIRE_KERNELS(D, "softmax / log_softmax");
   check_defined(x, op, "x");
   const auto e = softmax_extents(x.shape(), dim, op);
   Tensor<T, D> y = Tensor<T, D>::empty(x.shape());
@@ -31,6 +36,7 @@ Tensor<T, D> run_softmax(const Tensor<T, D>& x, int dim, bool log, const char* o
 
 template <class T, class D>
 Tensor<T, D> run_softmax_backward(const Tensor<T, D>& dy, const Tensor<T, D>& y, int dim, bool log, const char* op) {
+  CTMLLM_REQUIRE_KERNELS(D, "softmax_backward / log_softmax_backward");
   check_defined(y, op, "y");
   check_defined(dy, op, "dy");
   check_shape(dy, y.shape(), op, "dy");
