@@ -3,7 +3,11 @@
 // dimensions; transpose_a / transpose_b use an operand's last two dimensions swapped, at no cost)
 // and linear (F.linear: x [..., in] · w [out, in]ᵀ + b [out], b optional), each with its backward.
 // Results are contiguous; inputs may have any strides.
+#include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/matmul.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/matmul.cuh"
+#endif
 #include "ctmllm/ops/reduce.hpp"
 
 namespace ctmllm::ops {
@@ -25,6 +29,7 @@ Tensor<T, D> as_used(const Tensor<T, D>& t, bool transpose) {
 
 template <class T, class D>
 Tensor<T, D> matmul(const Tensor<T, D>& a, const Tensor<T, D>& b, bool transpose_a = false, bool transpose_b = false) {
+  CTMLLM_REQUIRE_KERNELS(D, "matmul");
   using matmul_impl::drop_last;
   check_defined(a, "matmul", "a");
   check_defined(b, "matmul", "b");
@@ -65,6 +70,7 @@ template <class T, class D>
 MatmulGrads<T, D> matmul_backward(const Tensor<T, D>& dy, const Tensor<T, D>& a, const Tensor<T, D>& b,
                                   bool transpose_a = false, bool transpose_b = false, bool need_da = true,
                                   bool need_db = true) {
+  CTMLLM_REQUIRE_KERNELS(D, "matmul_backward");
   check_defined(dy, "matmul_backward", "dy");
   CTMLLM_CHECK(a.rank() >= 2 && b.rank() >= 2, "matmul_backward: a ", a.describe(), " and b ", b.describe(),
                " must have rank >= 2");
@@ -102,6 +108,7 @@ MatmulGrads<T, D> matmul_backward(const Tensor<T, D>& dy, const Tensor<T, D>& a,
 // y = x·wᵀ + b: x [..., in], w [out, in], b [out] or undefined (no bias); y [..., out].
 template <class T, class D>
 Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<T, D>& w, const Tensor<T, D>& b = Tensor<T, D>()) {
+  CTMLLM_REQUIRE_KERNELS(D, "linear");
   check_defined(x, "linear", "x");
   check_defined(w, "linear", "w");
   check_rank(w, 2, "linear", "w");
@@ -125,6 +132,7 @@ struct LinearGrads {
 template <class T, class D>
 LinearGrads<T, D> linear_backward(const Tensor<T, D>& dy, const Tensor<T, D>& x, const Tensor<T, D>& w,
                                   bool need_dx = true, bool need_dw = true, bool need_db = true) {
+  CTMLLM_REQUIRE_KERNELS(D, "linear_backward");
   check_defined(dy, "linear_backward", "dy");
   check_defined(x, "linear_backward", "x");
   check_defined(w, "linear_backward", "w");

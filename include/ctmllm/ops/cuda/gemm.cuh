@@ -1,0 +1,155 @@
+#pragma once
+// Row-major GEMMs on cuBLASLt: C[b] = A[b]·B[b] (+ bias broadcast over C's rows), for b < batch
+// with fixed batch strides (strided batched), f32 accumulation for every element type (float32
+// products are true float32, not TF32).
+//
+// cuBLASLt is column-major, and a row-major matrix read column-major is its transpose: so the call
+// computes Cᵀ = Bᵀ·Aᵀ, with our B as its first operand and our A as its second. An operand whose
+// rows are contiguous (row-major) goes in as it lies (op N); one whose columns are contiguous (a
+// transposed view) goes in with op T. The bias epilogue adds a vector along the rows of cuBLASLt's
+// D = Cᵀ, i.e. along C's columns: exactly linear's bias.
+#include <memory>
+#include <optional>
+#include <type_traits>
+
+#include <cublasLt.h>
+
+#include "ctmllm/core/cuda/context.hpp"
+#include "ctmllm/core/cuda/library_error.hpp"
+#include "ctmllm/core/dtype.hpp"
+#include "ctmllm/core/error.hpp"
+
+namespace ctmllm::ops::cuda_impl {
+
+template <class T>
+constexpr cudaDataType_t cuda_data_type() {
+  if constexpr (std::is_same_v<T, float>) return CUDA_R_32F;
+  else if constexpr (std::is_same_v<T, bf16>) return CUDA_R_16BF;
+  else return CUDA_R_16F;
+}
+
+// A rows×cols matrix, element (i, j) at p[i·rs + j·cs], and the distance between batch entries.
+template <class T>
+struct Mat {
+  const T* p;
+  int64_t rows, cols, rs, cs, batch_stride;
+};
+
+// How cuBLASLt can read a matrix in place: row-major (cs = 1) or column-major (rs = 1), with its
+// leading dimension; none when neither dimension is contiguous. A dimension of extent 1 accepts any
+// stride.
+struct Layout {
+  bool row_major;
+  int64_t ld;
+};
+inline std::optional<Layout> layout_of(int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
+  if ((cols <= 1 || cs == 1) && (rows <= 1 || rs >= std::max<int64_t>(cols, 1)))
+    return Layout{true, rows <= 1 ? std::max<int64_t>(cols, 1) : rs};
+  if ((rows <= 1 || rs == 1) && (cols <= 1 || cs >= std::max<int64_t>(rows, 1)))
+    return Layout{false, cols <= 1 ? std::max<int64_t>(rows, 1) : cs};
+  return std::nullopt;
+}
+
+// The largest power of two (up to 256, cuBLASLt's default assumption) dividing the address and every
+// batch offset: algorithms that need more alignment than a view has are then never chosen.
+template <class T>
+uint32_t alignment_bytes(const T* p, int64_t batch_stride) {
+  uint64_t bits = reinterpret_cast<uintptr_t>(p) | uint64_t(batch_stride * int64_t(sizeof(T))) | 256u;
+  return uint32_t(bits & (~bits + 1));
+}
+
+struct LtDeleter {
+  void operator()(cublasLtMatmulDescOpaque_t* d) const { cublasLtMatmulDescDestroy(d); }
+  void operator()(cublasLtMatrixLayoutOpaque_t* l) const { cublasLtMatrixLayoutDestroy(l); }
+  void operator()(cublasLtMatmulPreferenceOpaque_t* p) const { cublasLtMatmulPreferenceDestroy(p); }
+};
+using MatmulDesc = std::unique_ptr<cublasLtMatmulDescOpaque_t, LtDeleter>;
+using MatrixLayout = std::unique_ptr<cublasLtMatrixLayoutOpaque_t, LtDeleter>;
+using MatmulPreference = std::unique_ptr<cublasLtMatmulPreferenceOpaque_t, LtDeleter>;
+
+template <class V>
+void set_attr(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const V& v, const char* what) {
+  cuda::check(cublasLtMatmulDescSetAttribute(d, a, &v, sizeof(V)), what);
+}
+template <class V>
+void set_attr(cublasLtMatrixLayout_t l, cublasLtMatrixLayoutAttribute_t a, const V& v, const char* what) {
+  cuda::check(cublasLtMatrixLayoutSetAttribute(l, a, &v, sizeof(V)), what);
+}
+template <class V>
+void set_attr(cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t a, const V& v, const char* what) {
+  cuda::check(cublasLtMatmulPreferenceSetAttribute(p, a, &v, sizeof(V)), what);
+}
+
+// A column-major rows×cols layout with leading dimension ld, batched.
+template <class T>
+MatrixLayout lt_layout(int64_t rows, int64_t cols, int64_t ld, int64_t batch, int64_t batch_stride) {
+  cublasLtMatrixLayout_t l = nullptr;
+  cuda::check(cublasLtMatrixLayoutCreate(&l, cuda_data_type<T>(), uint64_t(rows), uint64_t(cols), ld),
+              "cublasLtMatrixLayoutCreate");
+  MatrixLayout owned(l);
+  if (batch > 1) {
+    CTMLLM_CHECK(batch <= INT32_MAX, "gemm: batch of ", batch, " exceeds cuBLASLt's limit");
+    set_attr(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, int32_t(batch), "cuBLASLt batch count");
+    set_attr(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, batch_stride, "cuBLASLt batch stride");
+  }
+  return owned;
+}
+
+// c (m×n per batch entry, row-major, ld = n, entries c_batch_stride apart) = a (m×k) · b (k×n)
+// (+ bias[n] when bias is not null; only with batch = 1). a and b must each have a Layout (the
+// caller copies them otherwise); m, n, k > 0.
+template <class T>
+void lt_matmul(const Mat<T>& a, const Mat<T>& b, T* c, int64_t batch, int64_t c_batch_stride, const T* bias) {
+  const int64_t m = a.rows, k = a.cols, n = b.cols;
+  const auto la = layout_of(a.rows, a.cols, a.rs, a.cs), lb = layout_of(b.rows, b.cols, b.rs, b.cs);
+  CTMLLM_CHECK(la && lb, "gemm: operand strides cuBLASLt cannot read in place");
+  CTMLLM_CHECK(!bias || batch == 1, "gemm: a bias epilogue with a batch");
+  cuda::Context& ctx = cuda::Context::current();
+  const cublasLtHandle_t handle = ctx.cublaslt();
+
+  cublasLtMatmulDesc_t op_raw = nullptr;
+  cuda::check(cublasLtMatmulDescCreate(&op_raw, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+  const MatmulDesc op(op_raw);
+  // cuBLASLt's first operand is our b: as it lies when b is row-major (it reads bᵀ, n×k), else transposed.
+  const cublasOperation_t op_first = lb->row_major ? CUBLAS_OP_N : CUBLAS_OP_T;
+  const cublasOperation_t op_second = la->row_major ? CUBLAS_OP_N : CUBLAS_OP_T;
+  set_attr(op_raw, CUBLASLT_MATMUL_DESC_TRANSA, op_first, "cuBLASLt transa");
+  set_attr(op_raw, CUBLASLT_MATMUL_DESC_TRANSB, op_second, "cuBLASLt transb");
+  if (bias) {
+    set_attr(op_raw, CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS, "cuBLASLt bias epilogue");
+    set_attr(op_raw, CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(bias), "cuBLASLt bias pointer");
+  }
+  // Stored shapes (before op): row-major b is bᵀ in column-major (n×k); column-major b is b (k×n).
+  const MatrixLayout first = lb->row_major ? lt_layout<T>(n, k, lb->ld, batch, b.batch_stride)
+                                           : lt_layout<T>(k, n, lb->ld, batch, b.batch_stride);
+  const MatrixLayout second = la->row_major ? lt_layout<T>(k, m, la->ld, batch, a.batch_stride)
+                                            : lt_layout<T>(m, k, la->ld, batch, a.batch_stride);
+  const MatrixLayout out = lt_layout<T>(n, m, n, batch, c_batch_stride);
+
+  cublasLtMatmulPreference_t pref_raw = nullptr;
+  cuda::check(cublasLtMatmulPreferenceCreate(&pref_raw), "cublasLtMatmulPreferenceCreate");
+  const MatmulPreference pref(pref_raw);
+  set_attr(pref_raw, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(cuda::Context::kCublasWorkspaceBytes),
+           "cuBLASLt workspace size");
+  const uint32_t align_first = alignment_bytes(b.p, b.batch_stride), align_second = alignment_bytes(a.p, a.batch_stride);
+  const uint32_t align_out = alignment_bytes<T>(c, c_batch_stride);
+  set_attr(pref_raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_first, "cuBLASLt alignment A");
+  set_attr(pref_raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_second, "cuBLASLt alignment B");
+  set_attr(pref_raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_out, "cuBLASLt alignment C");
+  set_attr(pref_raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_out, "cuBLASLt alignment D");
+
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  cuda::check(cublasLtMatmulAlgoGetHeuristic(handle, op_raw, first.get(), second.get(), out.get(), out.get(), pref_raw, 1,
+                                             &heuristic, &found),
+              "cublasLtMatmulAlgoGetHeuristic");
+  CTMLLM_CHECK(found > 0, "gemm: cuBLASLt has no algorithm for ", m, "x", k, " by ", k, "x", n, " (batch ", batch, ", ",
+               dtype_name(dtype_v<T>), ")");
+  const float alpha = 1.0f, beta = 0.0f;
+  cuda::check(cublasLtMatmul(handle, op_raw, &alpha, b.p, first.get(), a.p, second.get(), &beta, c, out.get(), c,
+                             out.get(), &heuristic.algo, ctx.cublas_workspace(), cuda::Context::kCublasWorkspaceBytes,
+                             ctx.stream()),
+              "cublasLtMatmul");
+}
+
+}  // namespace ctmllm::ops::cuda_impl
