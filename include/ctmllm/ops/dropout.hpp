@@ -5,6 +5,7 @@
 // run and thread count; backward regenerates it instead of storing it. p = 0 returns x itself.
 #include <cstdint>
 
+#include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/dropout.hpp"
 
 namespace ctmllm::ops {
@@ -15,6 +16,7 @@ inline void check_dropout_p(double p, const char* op) {
 
 template <class T, class D>
 Tensor<T, D> dropout(const Tensor<T, D>& x, double p, uint64_t seed, uint64_t offset) {
+  CTMLLM_CPU_ONLY(D, "dropout");
   check_defined(x, "dropout", "x");
   check_dropout_p(p, "dropout");
   if (p == 0) return x;
@@ -27,6 +29,7 @@ Tensor<T, D> dropout(const Tensor<T, D>& x, double p, uint64_t seed, uint64_t of
 // is the same masked scaling applied to dy.
 template <class T, class D>
 Tensor<T, D> dropout_backward(const Tensor<T, D>& dy, double p, uint64_t seed, uint64_t offset) {
+  CTMLLM_CPU_ONLY(D, "dropout_backward");
   check_defined(dy, "dropout_backward", "dy");
   check_dropout_p(p, "dropout_backward");
   if (p == 0) return dy;

@@ -3,6 +3,7 @@
 // -> [B, C, Do, Ho, Wo], Do = ⌊(D − kd) / sd⌋ + 1 (likewise H, W); each output is its window's mean.
 #include <array>
 
+#include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/pool3d.hpp"
 
 namespace ctmllm::ops {
@@ -25,6 +26,7 @@ inline Shape avg_pool3d_output_shape(const Shape& input, std::array<int64_t, 3> 
 
 template <class T, class D>
 Tensor<T, D> avg_pool3d(const Tensor<T, D>& x, std::array<int64_t, 3> kernel, std::array<int64_t, 3> stride) {
+  CTMLLM_CPU_ONLY(D, "avg_pool3d");
   check_defined(x, "avg_pool3d", "x");
   CTMLLM_CHECK(x.rank() == 5, "avg_pool3d: x must have rank 5 [B, C, D, H, W], got ", x.describe());
   Tensor<T, D> y = Tensor<T, D>::empty(avg_pool3d_output_shape(x.shape(), kernel, stride));
@@ -36,6 +38,7 @@ Tensor<T, D> avg_pool3d(const Tensor<T, D>& x, std::array<int64_t, 3> kernel, st
 template <class T, class D>
 Tensor<T, D> avg_pool3d_backward(const Tensor<T, D>& dy, const Shape& input_shape, std::array<int64_t, 3> kernel,
                                  std::array<int64_t, 3> stride) {
+  CTMLLM_CPU_ONLY(D, "avg_pool3d_backward");
   check_defined(dy, "avg_pool3d_backward", "dy");
   check_shape(dy, avg_pool3d_output_shape(input_shape, kernel, stride, "avg_pool3d_backward"), "avg_pool3d_backward",
               "dy");

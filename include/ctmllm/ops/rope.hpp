@@ -8,6 +8,7 @@
 #include <numbers>
 #include <vector>
 
+#include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/rope.hpp"
 
 namespace ctmllm::ops {
@@ -78,6 +79,7 @@ void check_rope(const char* op, const char* name, const Tensor<T, D>& x, const T
 
 template <class T, class D>
 Tensor<T, D> rope(const Tensor<T, D>& x, const Tensor<int64_t, D>& positions, const RopeConfig& cfg) {
+  CTMLLM_CPU_ONLY(D, "rope");
   detail::check_rope("rope", "x", x, positions, cfg);
   const std::vector<double> inv_freq = rope_inv_freq(cfg);
   Tensor<T, D> y = Tensor<T, D>::empty(x.shape());
@@ -88,6 +90,7 @@ Tensor<T, D> rope(const Tensor<T, D>& x, const Tensor<int64_t, D>& positions, co
 // Gradient with respect to x, given dy [batch, heads, seq, head_dim]: dy rotated by −angle.
 template <class T, class D>
 Tensor<T, D> rope_backward(const Tensor<T, D>& dy, const Tensor<int64_t, D>& positions, const RopeConfig& cfg) {
+  CTMLLM_CPU_ONLY(D, "rope_backward");
   detail::check_rope("rope_backward", "dy", dy, positions, cfg);
   const std::vector<double> inv_freq = rope_inv_freq(cfg);
   Tensor<T, D> dx = Tensor<T, D>::empty(dy.shape());

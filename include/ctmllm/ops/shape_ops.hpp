@@ -5,6 +5,7 @@
 // Tensor methods; their gradients are views of dy (see autograd/shape_ops.hpp).
 #include <vector>
 
+#include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/shape_ops.hpp"
 
 namespace ctmllm::ops {
@@ -12,6 +13,7 @@ namespace ctmllm::ops {
 // Joins xs along dim: same rank, same extents except along dim (non-empty list).
 template <class T, class D>
 Tensor<T, D> concat(const std::vector<Tensor<T, D>>& xs, int dim) {
+  CTMLLM_CPU_ONLY(D, "concat");
   CTMLLM_CHECK(!xs.empty(), "concat: no tensors given");
   for (size_t i = 0; i < xs.size(); ++i) CTMLLM_CHECK(xs[i].defined(), "concat: tensor ", i, " is undefined");
   const Tensor<T, D>& first = xs[0];
