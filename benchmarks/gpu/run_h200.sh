@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The GPU check in one run, for an H200 machine (CUDA 13, cuDNN 9, Catch2 3, Google Benchmark,
+# PyTorch; no network): configure for sm_90, build the GPU tests and the GPU benchmark only, run
+# every GPU ctest (each op against the CPU, f32/bf16/f16, poisoned outputs), then time the GPU
+# workloads here and in PyTorch and print one table: ours, PyTorch, ratio. About 3 to 5 minutes.
+#   bash benchmarks/gpu/run_h200.sh [build dir, default build-h200]
+# With $OUT set (the device tool), logs and JSON go there too. Exits non-zero if any test fails.
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+build=${1:-$root/build-h200}
+out=${OUT:-$build/out}
+mkdir -p "$out"
+jobs=$(nproc)
+t0=$SECONDS
+
+echo "== device"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader || true
+nvcc_bin=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+"$nvcc_bin" --version | grep -m1 release || true
+
+echo "== configure + build (ctmllm_test_cuda, ctmllm_bench_gpu)"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DCTMLLM_BUILD_TESTS=ON -DCTMLLM_BUILD_BENCHMARKS=ON -DCTMLLM_BUILD_EXAMPLES=OFF -DCTMLLM_BUILD_TOOLS=OFF \
+  >"$out/configure.log" 2>&1 || { tail -n 40 "$out/configure.log"; exit 1; }
+grep -E "ctmllm: CUDA|ctmllm::cuda" "$out/configure.log" || true
+cmake --build "$build" -j"$jobs" --target ctmllm_test_cuda ctmllm_bench_gpu >"$out/build.log" 2>&1 ||
+  { grep -E "error|FAILED" "$out/build.log" | head -n 40; exit 1; }
+echo "built in $((SECONDS - t0)) s"
+
+echo "== GPU tests"
+ctest --test-dir "$build" -R "^cuda" --output-on-failure -j4 --timeout 300 2>&1 | tee "$out/ctest.log"
+tests_rc=${PIPESTATUS[0]}
+# Catch2 v3 reports a skipped case to ctest as skipped: on a GPU machine none may be.
+if grep -qiE "skipped|no CUDA device" "$out/ctest.log"; then
+  echo "WARNING: some GPU tests skipped (no device seen?)"
+fi
+
+echo "== benchmarks (ours, then PyTorch)"
+"$build/benchmarks/ctmllm_bench_gpu" --benchmark_format=json --benchmark_min_time=0.5 >"$out/bench_ours.json" 2>"$out/bench_ours.err" ||
+  { tail -n 20 "$out/bench_ours.err"; }
+PYTHONUNBUFFERED=1 python3 "$root/benchmarks/gpu/torch_gpu_reference.py" >"$out/bench_torch.json" 2>"$out/bench_torch.err" ||
+  { tail -n 20 "$out/bench_torch.err"; echo "{}" >"$out/bench_torch.json"; }
+
+python3 - "$out/bench_ours.json" "$out/bench_torch.json" <<'PY'
+import json, sys
+ours = {}
+try:
+    for b in json.load(open(sys.argv[1]))["benchmarks"]:
+        if not b.get("error_occurred"):
+            ours[b["name"].split("/")[0]] = b["real_time"] / 1e3  # ms -> s
+except (OSError, ValueError, KeyError) as e:
+    print(f"(no benchmark output: {e})")
+try:
+    torch = json.load(open(sys.argv[2]))
+except (OSError, ValueError):
+    torch = {}
+print(f"{'workload':32} {'ours ms':>10} {'torch ms':>10} {'torch/ours':>10}")
+for name in sorted(set(ours) | set(torch)):
+    o, t = ours.get(name), torch.get(name)
+    fmt = lambda v: f"{v * 1e3:10.3f}" if v else f"{'-':>10}"
+    ratio = f"{t / o:10.2f}" if o and t else f"{'-':>10}"
+    print(f"{name:32} {fmt(o)} {fmt(t)} {ratio}")
+PY
+echo "total $((SECONDS - t0)) s; tests exit status $tests_rc"
+exit "$tests_rc"
