@@ -9,9 +9,9 @@
 #include <benchmark/benchmark.h>
 
 #include <chrono>
-#include <numeric>
 #include <vector>
 
+#include "ctmllm/bench/workloads.hpp"
 #include "ctmllm/generate/sampling.hpp"
 #include "ctmllm/llm/decoder.hpp"
 #include "peak_rss.hpp"
@@ -20,22 +20,15 @@ using namespace ctmllm;
 
 namespace {
 
-// STREAM-like read: sum a 256 MiB array with every thread, as decode streams its weights. Best of 5.
-// Far past the caches, yet below the ~1 GB model, so the model benchmarks' peak RSS is their own.
+// The read bandwidth (bench::read_all) of a 256 MiB array, best of 5. Far past the caches, yet
+// below the ~1 GB model, so the model benchmarks' peak RSS is their own.
 double read_bandwidth() {
   static const double measured = [] {
-    std::vector<float> a(size_t(1) << 26, 1.0f);
+    const std::vector<float> a(size_t(1) << 26, 1.0f);
     double best = 0;
     for (int rep = 0; rep < 5; ++rep) {
       const auto t0 = std::chrono::steady_clock::now();
-      std::vector<float> partial(size_t(num_threads() * 4), 0.0f);
-      parallel_for(0, int64_t(a.size()), 1 << 20, [&](int64_t lo, int64_t hi) {
-        float acc[16] = {};
-        for (int64_t i = lo; i + 16 <= hi; i += 16)
-          for (int l = 0; l < 16; ++l) acc[l] += a[size_t(i + l)];
-        partial[size_t(lo * int64_t(partial.size()) / int64_t(a.size()))] = std::accumulate(acc, acc + 16, 0.0f);
-      });
-      benchmark::DoNotOptimize(partial.data());
+      benchmark::DoNotOptimize(bench::read_all(a));
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       best = std::max(best, double(a.size() * sizeof(float)) / s);
     }
@@ -61,51 +54,16 @@ void memory_copy_bandwidth(benchmark::State& state) {
                                               benchmark::Counter::kIsRate);  // in GB/s, like memory_read_bandwidth
 }
 
-io::LlmConfig qwen25_05b() {
-  io::LlmConfig c;
-  c.model_type = "qwen2";
-  c.vocab_size = 151936;
-  c.hidden_size = 896;
-  c.intermediate_size = 4864;
-  c.num_hidden_layers = 24;
-  c.num_attention_heads = 14;
-  c.num_key_value_heads = 2;
-  c.head_dim = 64;
-  c.max_position_embeddings = 32768;
-  c.rms_norm_eps = 1e-6;
-  c.tie_word_embeddings = true;
-  c.attention_bias = true;
-  c.rope.theta = 1e6;
-  return c;
-}
-
 const llm::Decoder<float>& model() {
-  static const llm::Decoder<float> m(qwen25_05b(), llm::RandomWeights(0), {llm::Storage::bf16});
+  static const llm::Decoder<float> m(bench::qwen25_05b_config(), llm::RandomWeights(0), {llm::Storage::bf16});
   return m;
-}
-
-// Bytes one decode step must read: every bf16 matrix once (lm_head is the tied embedding table),
-// the float norms and biases; the embedding lookup reads one row.
-double weight_bytes_per_step(const llm::Decoder<float>& m) {
-  const io::LlmConfig& c = m.config();
-  const double H = double(c.hidden_size), I = double(c.intermediate_size), hd = double(c.head_dim);
-  const double q = double(c.num_attention_heads) * hd, kv = double(c.num_key_value_heads) * hd;
-  const double per_layer = H * (q + 2 * kv) + q * H + 3 * H * I;
-  const double matrices = double(c.num_hidden_layers) * per_layer + double(c.vocab_size) * H;
-  return 2.0 * matrices + 4.0 * double(m.parameters().numel());
-}
-
-Tensor<int64_t> prompt_ids(int64_t batch, int64_t len) {
-  Tensor<int64_t> ids = Tensor<int64_t>::empty({batch, len});
-  for (int64_t i = 0; i < ids.numel(); ++i) ids.data()[i] = (i * 7919) % 151936;
-  return ids;
 }
 
 // Prefill of a prompt (logits of the last position only, as generation asks).
 void prefill(benchmark::State& state) {
   const auto& m = model();
   const int64_t len = state.range(0);
-  const auto ids = prompt_ids(1, len);
+  const auto ids = bench::synthetic_ids(1, len, m.vocab_size());
   autograd::NoGradGuard no_grad;
   for (auto _ : state) {
     auto cache = m.make_cache(1, len);
@@ -123,8 +81,8 @@ void decode(benchmark::State& state) {
   const int64_t batch = state.range(0), prompt = 128, steps = int64_t(state.max_iterations);
   autograd::NoGradGuard no_grad;
   auto cache = m.make_cache(batch, prompt + steps);
-  auto logits =
-      m.forward({.input_ids = prompt_ids(batch, prompt), .cache = &cache, .logits_to_keep = 1}).logits.value();
+  const auto ids = bench::synthetic_ids(batch, prompt, m.vocab_size());
+  auto logits = m.forward({.input_ids = ids, .cache = &cache, .logits_to_keep = 1}).logits.value();
   const int64_t V = m.vocab_size();
   Tensor<int64_t> next = Tensor<int64_t>::empty({batch, 1});
   const auto t0 = std::chrono::steady_clock::now();
@@ -134,7 +92,7 @@ void decode(benchmark::State& state) {
     logits = m.forward({.input_ids = next, .cache = &cache}).logits.value();
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double steps_per_s = double(state.iterations()) / seconds, bytes = weight_bytes_per_step(m),
+  const double steps_per_s = double(state.iterations()) / seconds, bytes = bench::decode_weight_bytes(m),
                bw = read_bandwidth();
   state.counters["tokens/s"] = double(batch) * steps_per_s;
   state.counters["weight_GB/s"] = bytes * steps_per_s / 1e9;

@@ -4,6 +4,7 @@
 // same machine at the same time.
 #include <benchmark/benchmark.h>
 
+#include "ctmllm/bench/workloads.hpp"
 #include "ctmllm/core.hpp"
 #include "ctmllm/projector/spp.hpp"
 #include "ctmllm/vision/vit3d.hpp"
@@ -21,8 +22,7 @@ void vit3d_b_fwd_fp32(benchmark::State& state) {
   const autograd::Variable<float> x(rng.uniform<float>({1, 1, 32, 256, 256}));
   autograd::NoGradGuard no_grad;
   for (auto _ : state) benchmark::DoNotOptimize(vit.forward(x).tokens.value().data());
-  const double n = 2049, d = 768;
-  const double flops = 2 * 2048 * 1024 * d + 12 * (2 * n * (4 * d * d + 2 * d * 3072) + 4 * n * n * d);
+  const double flops = bench::vit3d_forward_flops(vit.config());
   state.counters["FLOP/s"] = benchmark::Counter(flops * double(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["peak_RSS_MiB"] = bench::peak_rss_mib();
 }

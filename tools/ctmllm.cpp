@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "commands/bench.hpp"
 #include "commands/demo.hpp"
 #include "commands/eval.hpp"
 #include "commands/report.hpp"
@@ -12,6 +13,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"ctmllm: 3D multimodal LLMs that read CT scans and write radiology reports"};
   app.require_subcommand(1);
+  ctmllm::cli::add_bench_command(app);
   ctmllm::cli::add_demo_command(app);
   ctmllm::cli::add_report_command(app);
   ctmllm::cli::add_tokenize_commands(app);
