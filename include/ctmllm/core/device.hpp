@@ -13,6 +13,7 @@
 #include "ctmllm/core/cuda/allocator.hpp"
 #include "ctmllm/core/cuda/error.hpp"
 #include "ctmllm/core/cuda/stream.hpp"
+#include "ctmllm/core/cuda/strided_copy.hpp"
 #endif
 
 namespace ctmllm {
@@ -43,6 +44,17 @@ struct Cuda {
   static void copy_to_host(void* dst, const void* src, size_t bytes) { copy(dst, src, bytes, cudaMemcpyDeviceToHost, true); }
   static void copy_from_host(void* dst, const void* src, size_t bytes) { copy(dst, src, bytes, cudaMemcpyHostToDevice, true); }
   static void copy_within(void* dst, const void* src, size_t bytes) { copy(dst, src, bytes, cudaMemcpyDeviceToDevice, false); }
+  // Whether the program holds the device's strided copy kernel (core/cuda/strided_copy.hpp).
+  static bool strided_copy_available() { return cuda::strided_copy_launcher().load() != nullptr; }
+  // Copies the view (src, src_strides) into the view (dst, dst_strides), both of `shape`, on the
+  // device; false (nothing done) without the kernel.
+  static bool copy_strided(void* dst, const Shape& dst_strides, const void* src, const Shape& src_strides,
+                           const Shape& shape, size_t elem_bytes) {
+    const cuda::StridedCopyFn fn = cuda::strided_copy_launcher().load();
+    if (!fn) return false;
+    fn(dst, dst_strides, src, src_strides, shape, elem_bytes);
+    return true;
+  }
   // True when a usable GPU is present; tests use it to skip (cudaGetDeviceCount fails without one).
   static bool available() {
     int n = 0;

@@ -247,8 +247,12 @@ class Tensor {
         for (int64_t i = 0; i < n; ++i) d[i * inc[0]] = cast<T>(p[i * inc[1]]);
       });
     } else {
-      // Strided or converting copies on a device are staged through the host (a slow path: the
-      // device kernels keep tensors contiguous); the destination must be contiguous.
+      // On a device: the device's strided copy kernel when the program holds one (any strides on
+      // both sides); without it, and for converting copies, staged through the host (slow) into a
+      // contiguous destination.
+      if constexpr (std::is_same_v<U, T>) {
+        if (D::copy_strided(data(), strides_, src.data(), src.strides(), shape_, sizeof(T))) return;
+      }
       CTMLLM_CHECK(is_contiguous(), "Tensor::copy_from: strided destination ", describe(), " is not supported on ", D::name);
       Tensor<T, Cpu> host = src.template to_device<Cpu>().template to<T>();
       D::copy_from_host(data(), host.data(), size_t(numel()) * sizeof(T));
@@ -273,9 +277,9 @@ class Tensor {
       return contiguous();
     } else {
       if constexpr (std::is_same_v<D2, Cpu>) {
-        if (!is_contiguous()) return gathered_on_host();
+        if (!is_contiguous() && !D::strided_copy_available()) return gathered_on_host();
       }
-      const Tensor src = contiguous();
+      const Tensor src = contiguous();  // on a device, by its strided copy kernel
       Tensor<T, D2> out = Tensor<T, D2>::empty(shape_);
       const size_t bytes = size_t(numel()) * sizeof(T);
       if constexpr (std::is_same_v<D, Cpu>) D2::copy_from_host(out.data(), src.data(), bytes);
@@ -383,8 +387,8 @@ class Tensor {
     }
     return ti == -1;
   }
-  // A strided device view, contiguous on the host: the span of storage the view covers comes over
-  // in one copy and is gathered there. (contiguous() cannot come first: on a device it copies
+  // A strided device view, contiguous on the host, for programs without the device's strided copy
+  // kernel: the span of storage the view covers comes over in one copy and is gathered there. (contiguous() cannot come first: on a device it copies
   // through here.) Strides are never negative, so the span starts at the view's first element.
   Tensor<T, Cpu> gathered_on_host() const {
     int64_t span = numel() == 0 ? 0 : 1;

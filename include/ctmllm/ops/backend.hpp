@@ -6,6 +6,9 @@
 #include <type_traits>
 
 #include "ctmllm/core/device.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/copy.cuh"  // installs the device's strided copy for the whole program
+#endif
 
 namespace ctmllm::ops {
 

@@ -7,13 +7,16 @@
 
 #include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/shape_ops.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/shape_ops.cuh"
+#endif
 
 namespace ctmllm::ops {
 
 // Joins xs along dim: same rank, same extents except along dim (non-empty list).
 template <class T, class D>
 Tensor<T, D> concat(const std::vector<Tensor<T, D>>& xs, int dim) {
-  CTMLLM_CPU_ONLY(D, "concat");
+  CTMLLM_REQUIRE_KERNELS(D, "concat");
   CTMLLM_CHECK(!xs.empty(), "concat: no tensors given");
   for (size_t i = 0; i < xs.size(); ++i) CTMLLM_CHECK(xs[i].defined(), "concat: tensor ", i, " is undefined");
   const Tensor<T, D>& first = xs[0];
