@@ -10,6 +10,9 @@
 
 #include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/rope.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/rope.cuh"
+#endif
 
 namespace ctmllm::ops {
 
@@ -79,7 +82,7 @@ void check_rope(const char* op, const char* name, const Tensor<T, D>& x, const T
 
 template <class T, class D>
 Tensor<T, D> rope(const Tensor<T, D>& x, const Tensor<int64_t, D>& positions, const RopeConfig& cfg) {
-  CTMLLM_CPU_ONLY(D, "rope");
+  CTMLLM_REQUIRE_KERNELS(D, "rope");
   detail::check_rope("rope", "x", x, positions, cfg);
   const std::vector<double> inv_freq = rope_inv_freq(cfg);
   Tensor<T, D> y = Tensor<T, D>::empty(x.shape());
@@ -90,7 +93,7 @@ Tensor<T, D> rope(const Tensor<T, D>& x, const Tensor<int64_t, D>& positions, co
 // Gradient with respect to x, given dy [batch, heads, seq, head_dim]: dy rotated by −angle.
 template <class T, class D>
 Tensor<T, D> rope_backward(const Tensor<T, D>& dy, const Tensor<int64_t, D>& positions, const RopeConfig& cfg) {
-  CTMLLM_CPU_ONLY(D, "rope_backward");
+  CTMLLM_REQUIRE_KERNELS(D, "rope_backward");
   detail::check_rope("rope_backward", "dy", dy, positions, cfg);
   const std::vector<double> inv_freq = rope_inv_freq(cfg);
   Tensor<T, D> dx = Tensor<T, D>::empty(dy.shape());

@@ -2,10 +2,10 @@
 // kernels called on Cuda tensors, in a .cu file where every CUDA kernel there is can be reached.
 #include "ctmllm/core.hpp"
 #include "ctmllm/ops/activation.hpp"
-#include "ctmllm/ops/rope.hpp"
+#include "ctmllm/ops/conv3d.hpp"
 
 int main() {
   using namespace ctmllm;
-  const auto x = Tensor<float, Cuda>::empty({1, 2, 3, 4});
-  return int(ops::rope(x, Tensor<int64_t, Cuda>::empty({3}), ops::RopeConfig{}).numel());
+  const auto x = Tensor<float, Cuda>::empty({1, 2, 3, 4, 5}), w = Tensor<float, Cuda>::empty({4, 2, 1, 1, 1});
+  return int(ops::conv3d(x, w).numel());
 }
