@@ -4,12 +4,15 @@
 // dweight [V, H].
 #include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/embedding.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/embedding.cuh"
+#endif
 
 namespace ctmllm::ops {
 
 template <class T, class D>
 Tensor<T, D> embedding(const Tensor<T, D>& weight, const Tensor<int64_t, D>& ids) {
-  CTMLLM_CPU_ONLY(D, "embedding");
+  CTMLLM_REQUIRE_KERNELS(D, "embedding");
   check_defined(weight, "embedding", "weight");
   check_defined(ids, "embedding", "ids");
   check_rank(weight, 2, "embedding", "weight");
@@ -24,7 +27,7 @@ Tensor<T, D> embedding(const Tensor<T, D>& weight, const Tensor<int64_t, D>& ids
 // dweight [num_embeddings, H] from dy [..., H] (ids' shape plus H).
 template <class T, class D>
 Tensor<T, D> embedding_backward(const Tensor<T, D>& dy, const Tensor<int64_t, D>& ids, int64_t num_embeddings) {
-  CTMLLM_CPU_ONLY(D, "embedding_backward");
+  CTMLLM_REQUIRE_KERNELS(D, "embedding_backward");
   check_defined(dy, "embedding_backward", "dy");
   check_defined(ids, "embedding_backward", "ids");
   CTMLLM_CHECK(num_embeddings >= 0, "embedding_backward: num_embeddings must be non-negative, got ", num_embeddings);
