@@ -18,7 +18,7 @@ void check_embedding(uint64_t seed) {
   const int64_t V = 300, H = 200;
   const auto w = random_normal<T>(rng, {V, H});
   // Ids from the first 60 rows only: most repeat a few times, and rows 60.. get no gradient.
-  const auto ids = rng.uniform<float>({4, 33}, 0.0, 60.0).to<int64_t>();
+  const auto ids = rng.uniform<double>({4, 33}, 0.0, 60.0).to<int64_t>();
   const auto dy = random_normal<T>(rng, {4, 33, H});
   const auto gw = w.template to_device<Cuda>(), gdy = dy.template to_device<Cuda>();
   const auto gids = ids.template to_device<Cuda>();

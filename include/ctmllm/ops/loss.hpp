@@ -5,6 +5,9 @@
 // A target outside [0, C) that is not ignore_index is an Error naming the value and its index.
 #include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/loss.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/loss.cuh"
+#endif
 
 namespace ctmllm::ops {
 
@@ -31,7 +34,7 @@ struct CrossEntropyResult {
 template <class T, class D>
 CrossEntropyResult<T, D> cross_entropy(const Tensor<T, D>& logits, const Tensor<int64_t, D>& targets,
                                        int64_t ignore_index = -100) {
-  CTMLLM_CPU_ONLY(D, "cross_entropy");
+  CTMLLM_REQUIRE_KERNELS(D, "cross_entropy");
   detail::check_cross_entropy_args(logits, targets, "cross_entropy");
   CrossEntropyResult<T, D> r{Tensor<T, D>::empty({1}), Tensor<acc_t<T>, D>::empty(targets.shape())};
   impl::cross_entropy_forward(logits.contiguous(), targets.contiguous(), ignore_index, r.loss, r.lse);
@@ -43,7 +46,7 @@ template <class T, class D>
 Tensor<T, D> cross_entropy_backward(const Tensor<T, D>& dloss, const Tensor<T, D>& logits,
                                     const Tensor<int64_t, D>& targets, const Tensor<acc_t<T>, D>& lse,
                                     int64_t ignore_index = -100) {
-  CTMLLM_CPU_ONLY(D, "cross_entropy_backward");
+  CTMLLM_REQUIRE_KERNELS(D, "cross_entropy_backward");
   detail::check_cross_entropy_args(logits, targets, "cross_entropy_backward");
   check_defined(dloss, "cross_entropy_backward", "dloss");
   CTMLLM_CHECK(dloss.numel() == 1, "cross_entropy_backward: dloss must hold one element, got ", dloss.describe());
