@@ -12,6 +12,9 @@
 
 #include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/attention.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/attention.cuh"
+#endif
 
 namespace ctmllm::ops {
 
@@ -72,7 +75,7 @@ Tensor<uint8_t, D> keep_mask(const AttentionOptions<D>& o) {
 template <class T, class D>
 AttentionResult<T, D> attention(const Tensor<T, D>& q, const Tensor<T, D>& k, const Tensor<T, D>& v,
                                 const AttentionOptions<D>& opts = {}) {
-  CTMLLM_CPU_ONLY(D, "attention");
+  CTMLLM_REQUIRE_KERNELS(D, "attention");
   const double scale = detail::check_attention("attention", q, k, v, opts);
   AttentionResult<T, D> r{Tensor<T, D>::empty({q.size(0), q.size(1), q.size(2), v.size(3)}),
                           Tensor<acc_t<T>, D>::empty({q.size(0), q.size(1), q.size(2)})};
@@ -87,7 +90,7 @@ template <class T, class D>
 AttentionGrads<T, D> attention_backward(const Tensor<T, D>& dy, const Tensor<T, D>& q, const Tensor<T, D>& k,
                                         const Tensor<T, D>& v, const AttentionResult<T, D>& fwd,
                                         const AttentionOptions<D>& opts = {}) {
-  CTMLLM_CPU_ONLY(D, "attention_backward");
+  CTMLLM_REQUIRE_KERNELS(D, "attention_backward");
   const double scale = detail::check_attention("attention_backward", q, k, v, opts);
   const Shape out_shape{q.size(0), q.size(1), q.size(2), v.size(3)};
   check_shape(dy, out_shape, "attention_backward", "dy");
