@@ -8,6 +8,7 @@
 #include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/reduce.hpp"
 #if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/max.cuh"
 #include "ctmllm/ops/cuda/reduce.cuh"
 #endif
 
@@ -148,7 +149,7 @@ struct MaxResult {
 
 template <class T, class D>
 MaxResult<T, D> max(const Tensor<T, D>& x, int dim, bool keepdim = false) {
-  CTMLLM_CPU_ONLY(D, "max");
+  CTMLLM_REQUIRE_KERNELS(D, "max");
   check_defined(x, "max", "x");
   dim = normalize_dim(dim, x.rank(), "max");
   CTMLLM_CHECK(x.size(dim) > 0, "max: dimension ", dim, " of ", x.describe(), " is empty");
@@ -170,7 +171,7 @@ Tensor<int64_t, D> argmax(const Tensor<T, D>& x, int dim, bool keepdim = false) 
 template <class T, class D>
 Tensor<T, D> max_backward(const Tensor<T, D>& dy, const Tensor<int64_t, D>& indices, const Shape& x_shape, int dim,
                           bool keepdim = false) {
-  CTMLLM_CPU_ONLY(D, "max_backward");
+  CTMLLM_REQUIRE_KERNELS(D, "max_backward");
   dim = normalize_dim(dim, x_shape.rank(), "max_backward");
   std::array<bool, kMaxRank> mask{};
   mask[dim] = true;
