@@ -2,18 +2,25 @@
 // Seeded, counter-based random numbers (Philox-4x32-10). Element i of a draw depends only on
 // (seed, offset + i), never on the thread that computes it, so results are identical across runs
 // and thread counts, and a dropout mask can be regenerated exactly (activation recomputation).
-#include <array>
 #include <cmath>
 #include <cstdint>
 #include <numbers>
 
+#include "ctmllm/core/host_device.hpp"
 #include "ctmllm/core/parallel.hpp"
 #include "ctmllm/core/tensor.hpp"
 
 namespace ctmllm {
 
-// The Philox-4x32 block function: 10 rounds over a 128-bit counter with a 64-bit key.
-inline std::array<uint32_t, 4> philox4x32(uint64_t counter, uint64_t key) {
+// One Philox block's four 32-bit outputs.
+struct PhiloxBlock {
+  uint32_t v[4];
+  CTMLLM_HOST_DEVICE uint32_t operator[](size_t i) const { return v[i]; }
+};
+
+// The Philox-4x32 block function: 10 rounds over a 128-bit counter with a 64-bit key. Host and
+// device code share it (and unit_float / unit_double), so the GPU's dropout mask is the CPU's.
+CTMLLM_HOST_DEVICE inline PhiloxBlock philox4x32(uint64_t counter, uint64_t key) {
   uint32_t c0 = uint32_t(counter), c1 = uint32_t(counter >> 32), c2 = 0, c3 = 0;
   uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
   for (int round = 0; round < 10; ++round) {
@@ -26,25 +33,25 @@ inline std::array<uint32_t, 4> philox4x32(uint64_t counter, uint64_t key) {
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
-  return {c0, c1, c2, c3};
+  return PhiloxBlock{{c0, c1, c2, c3}};
 }
 
 // Uniform in [0, 1) with 24 (float) or 53 (double) random bits.
-inline float unit_float(uint32_t a) { return float(a >> 8) * (1.0f / 16777216.0f); }
-inline double unit_double(uint32_t a, uint32_t b) {
+CTMLLM_HOST_DEVICE inline float unit_float(uint32_t a) { return float(a >> 8) * (1.0f / 16777216.0f); }
+CTMLLM_HOST_DEVICE inline double unit_double(uint32_t a, uint32_t b) {
   return double((uint64_t(a) << 21) | (uint64_t(b) >> 11)) * (1.0 / 9007199254740992.0);
 }
 
 // A stream: each draw of n values consumes counters [offset, offset + n) and advances offset.
 class Rng {
  public:
-  explicit Rng(uint64_t seed = 0, uint64_t offset = 0) : seed_(seed), offset_(offset) {}
+  CTMLLM_HOST_DEVICE explicit Rng(uint64_t seed = 0, uint64_t offset = 0) : seed_(seed), offset_(offset) {}
   uint64_t seed() const { return seed_; }
   uint64_t offset() const { return offset_; }  // save with seed() to resume a stream exactly
   void set_offset(uint64_t o) { offset_ = o; }
 
-  // The value for counter c alone (no state change).
-  double uniform_at(uint64_t c) const {
+  // The value for counter c alone (no state change); also on the device.
+  CTMLLM_HOST_DEVICE double uniform_at(uint64_t c) const {
     const auto r = philox4x32(c, seed_);
     return unit_double(r[0], r[1]);
   }

@@ -7,6 +7,9 @@
 
 #include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/dropout.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/dropout.cuh"
+#endif
 
 namespace ctmllm::ops {
 
@@ -16,7 +19,7 @@ inline void check_dropout_p(double p, const char* op) {
 
 template <class T, class D>
 Tensor<T, D> dropout(const Tensor<T, D>& x, double p, uint64_t seed, uint64_t offset) {
-  CTMLLM_CPU_ONLY(D, "dropout");
+  CTMLLM_REQUIRE_KERNELS(D, "dropout");
   check_defined(x, "dropout", "x");
   check_dropout_p(p, "dropout");
   if (p == 0) return x;
@@ -29,7 +32,7 @@ Tensor<T, D> dropout(const Tensor<T, D>& x, double p, uint64_t seed, uint64_t of
 // is the same masked scaling applied to dy.
 template <class T, class D>
 Tensor<T, D> dropout_backward(const Tensor<T, D>& dy, double p, uint64_t seed, uint64_t offset) {
-  CTMLLM_CPU_ONLY(D, "dropout_backward");
+  CTMLLM_REQUIRE_KERNELS(D, "dropout_backward");
   check_defined(dy, "dropout_backward", "dy");
   check_dropout_p(p, "dropout_backward");
   if (p == 0) return dy;
