@@ -12,6 +12,9 @@
 
 #include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/interpolate.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/interpolate.cuh"
+#endif
 
 namespace ctmllm::ops {
 
@@ -70,7 +73,7 @@ impl::ResampleAxes<T> interpolate_axes(const Shape& input, const Shape& output, 
 
 template <class T, class D>
 Tensor<T, D> interpolate(const Tensor<T, D>& x, const InterpolateOptions& options) {
-  CTMLLM_CPU_ONLY(D, "interpolate");
+  CTMLLM_REQUIRE_KERNELS(D, "interpolate");
   check_defined(x, "interpolate", "x");
   CTMLLM_CHECK(x.rank() == 5, "interpolate: x must have rank 5 [B, C, D, H, W], got ", x.describe());
   const Shape out_shape = interpolate_output_shape(x.shape(), options);
@@ -82,7 +85,7 @@ Tensor<T, D> interpolate(const Tensor<T, D>& x, const InterpolateOptions& option
 // Gradient with respect to the input of shape `input_shape`, given dy of the output's shape.
 template <class T, class D>
 Tensor<T, D> interpolate_backward(const Tensor<T, D>& dy, const Shape& input_shape, const InterpolateOptions& options) {
-  CTMLLM_CPU_ONLY(D, "interpolate_backward");
+  CTMLLM_REQUIRE_KERNELS(D, "interpolate_backward");
   check_defined(dy, "interpolate_backward", "dy");
   const Shape out_shape = interpolate_output_shape(input_shape, options, "interpolate_backward");
   check_shape(dy, out_shape, "interpolate_backward", "dy");

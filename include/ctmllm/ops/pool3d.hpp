@@ -5,6 +5,9 @@
 
 #include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/pool3d.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/pool3d.cuh"
+#endif
 
 namespace ctmllm::ops {
 
@@ -26,7 +29,7 @@ inline Shape avg_pool3d_output_shape(const Shape& input, std::array<int64_t, 3> 
 
 template <class T, class D>
 Tensor<T, D> avg_pool3d(const Tensor<T, D>& x, std::array<int64_t, 3> kernel, std::array<int64_t, 3> stride) {
-  CTMLLM_CPU_ONLY(D, "avg_pool3d");
+  CTMLLM_REQUIRE_KERNELS(D, "avg_pool3d");
   check_defined(x, "avg_pool3d", "x");
   CTMLLM_CHECK(x.rank() == 5, "avg_pool3d: x must have rank 5 [B, C, D, H, W], got ", x.describe());
   Tensor<T, D> y = Tensor<T, D>::empty(avg_pool3d_output_shape(x.shape(), kernel, stride));
@@ -38,7 +41,7 @@ Tensor<T, D> avg_pool3d(const Tensor<T, D>& x, std::array<int64_t, 3> kernel, st
 template <class T, class D>
 Tensor<T, D> avg_pool3d_backward(const Tensor<T, D>& dy, const Shape& input_shape, std::array<int64_t, 3> kernel,
                                  std::array<int64_t, 3> stride) {
-  CTMLLM_CPU_ONLY(D, "avg_pool3d_backward");
+  CTMLLM_REQUIRE_KERNELS(D, "avg_pool3d_backward");
   check_defined(dy, "avg_pool3d_backward", "dy");
   check_shape(dy, avg_pool3d_output_shape(input_shape, kernel, stride, "avg_pool3d_backward"), "avg_pool3d_backward",
               "dy");
