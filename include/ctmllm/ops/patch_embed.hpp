@@ -6,6 +6,9 @@
 
 #include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/patch_embed.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/patch_embed.cuh"
+#endif
 
 namespace ctmllm::ops {
 
@@ -30,7 +33,7 @@ inline std::array<int64_t, 3> patch_grid(const Shape& volume, std::array<int64_t
 // x [B, C, D, H, W] -> [B, N, P] (a copy; x may be strided).
 template <class T, class D>
 Tensor<T, D> patchify(const Tensor<T, D>& x, std::array<int64_t, 3> patch, PatchOrder order = PatchOrder::channel_last) {
-  CTMLLM_CPU_ONLY(D, "patchify");
+  CTMLLM_REQUIRE_KERNELS(D, "patchify");
   check_defined(x, "patchify", "x");
   const auto g = patch_grid(x.shape(), patch, "patchify", "x");
   Tensor<T, D> out = Tensor<T, D>::empty({x.size(0), g[0] * g[1] * g[2], x.size(1) * patch[0] * patch[1] * patch[2]});
@@ -42,7 +45,7 @@ Tensor<T, D> patchify(const Tensor<T, D>& x, std::array<int64_t, 3> patch, Patch
 template <class T, class D>
 Tensor<T, D> unpatchify(const Tensor<T, D>& patches, const Shape& volume_shape, std::array<int64_t, 3> patch,
                         PatchOrder order = PatchOrder::channel_last) {
-  CTMLLM_CPU_ONLY(D, "unpatchify");
+  CTMLLM_REQUIRE_KERNELS(D, "unpatchify");
   check_defined(patches, "unpatchify", "patches");
   const auto g = patch_grid(volume_shape, patch, "unpatchify", "volume_shape");
   check_shape(patches, {volume_shape[0], g[0] * g[1] * g[2], volume_shape[1] * patch[0] * patch[1] * patch[2]},
@@ -68,7 +71,7 @@ void check_patch_weight(const Tensor<T, D>& x, const Tensor<T, D>& weight, std::
 template <class T, class D>
 Tensor<T, D> patch_embed(const Tensor<T, D>& x, const Tensor<T, D>& weight, const Tensor<T, D>& bias,
                          std::array<int64_t, 3> patch, PatchOrder order = PatchOrder::channel_last) {
-  CTMLLM_CPU_ONLY(D, "patch_embed");
+  CTMLLM_REQUIRE_KERNELS(D, "patch_embed");
   check_defined(x, "patch_embed", "x");
   patch_grid(x.shape(), patch, "patch_embed", "x");
   detail::check_patch_weight(x, weight, patch, "patch_embed");
@@ -91,7 +94,7 @@ template <class T, class D>
 PatchEmbedGrads<T, D> patch_embed_backward(const Tensor<T, D>& dy, const Tensor<T, D>& x, const Tensor<T, D>& weight,
                                            std::array<int64_t, 3> patch, PatchOrder order = PatchOrder::channel_last,
                                            bool need_dx = true) {
-  CTMLLM_CPU_ONLY(D, "patch_embed_backward");
+  CTMLLM_REQUIRE_KERNELS(D, "patch_embed_backward");
   check_defined(dy, "patch_embed_backward", "dy");
   check_defined(x, "patch_embed_backward", "x");
   patch_grid(x.shape(), patch, "patch_embed_backward", "x");
