@@ -1,14 +1,20 @@
 // GPU op timings (Google Benchmark, manual time from CUDA events around each call on the ops
-// stream): GEMMs through cuBLASLt, layer_norm, rms_norm, softmax and gelu, in the shapes that
-// torch_gpu_reference.py times in PyTorch; run_h200.sh prints both with their ratio. Inputs are
-// random (never zeros: they run faster than real data). Without a GPU every benchmark skips.
+// stream): GEMMs through cuBLASLt, layer_norm, rms_norm, softmax, gelu, the strided copy, rope,
+// embedding backward, cross-entropy and attention (the fallback kernels at the ViT-B shape and at
+// Llama-3-8B prefill and decode shapes), in the shapes that torch_gpu_reference.py times in PyTorch;
+// run_h200.sh prints both with their ratio. Inputs are random (never zeros: they run faster than
+// real data). Without a GPU every benchmark skips.
 #include <benchmark/benchmark.h>
 
 #include "ctmllm/core.hpp"
 #include "ctmllm/core/cuda/event.hpp"
 #include "ctmllm/ops/activation.hpp"
+#include "ctmllm/ops/attention.hpp"
+#include "ctmllm/ops/embedding.hpp"
+#include "ctmllm/ops/loss.hpp"
 #include "ctmllm/ops/matmul.hpp"
 #include "ctmllm/ops/norm.hpp"
+#include "ctmllm/ops/rope.hpp"
 #include "ctmllm/ops/softmax.hpp"
 
 using namespace ctmllm;
@@ -28,13 +34,13 @@ void time_on_device(benchmark::State& state, double bytes, double flops, F&& f) 
     return;
   }
   f();  // warm-up: handles, cuBLASLt heuristics, allocator cache
-  cuda::synchronize();
-  cuda::Event start, stop;
+  ctmllm::cuda::synchronize();
+  ctmllm::cuda::Event start, stop;  // qualified: CUB (embedding) declares a global namespace cuda
   for (auto _ : state) {
     start.record();
     f();
     stop.record();
-    state.SetIterationTime(cuda::elapsed_ms(start, stop) / 1e3);
+    state.SetIterationTime(ctmllm::cuda::elapsed_ms(start, stop) / 1e3);
   }
   state.counters["bytes_per_second"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
   if (flops > 0) state.counters["flops"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
@@ -86,6 +92,62 @@ void gelu_bf16_64M(benchmark::State& state) {
   time_on_device(state, 2.0 * 2 * double(int64_t(1) << 26), 0, [&] { benchmark::DoNotOptimize(ops::gelu(x)); });
 }
 
+void transpose_copy_bf16_8192x4096(benchmark::State& state) {  // x.t().contiguous()
+  if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+  const auto x = device_normal<bf16>({8192, 4096}, 15);
+  time_on_device(state, 2.0 * 2 * 8192 * 4096, 0, [&] { benchmark::DoNotOptimize(x.transpose(0, 1).contiguous()); });
+}
+
+void rope_bf16_1x32x8192x128(benchmark::State& state) {  // Llama-3-8B query heads over 8192 positions
+  if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+  const auto x = device_normal<bf16>({1, 32, 8192, 128}, 16);
+  Tensor<int64_t, Cpu> pos = Tensor<int64_t, Cpu>::empty({1, 8192});
+  for (int64_t i = 0; i < 8192; ++i) pos.at(0, i) = i;
+  const auto gpos = pos.to_device<Cuda>();
+  const ops::RopeConfig cfg{.theta = 500000.0, .rotary_dim = 128, .scaling = ops::RopeScaling::llama3, .factor = 8.0};
+  time_on_device(state, 2.0 * 2 * 32 * 8192 * 128, 0, [&] { benchmark::DoNotOptimize(ops::rope(x, gpos, cfg)); });
+}
+
+void embedding_backward_bf16_8192x128256x4096(benchmark::State& state) {  // Llama-3 vocabulary, 8192 tokens
+  if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+  const auto dy = device_normal<bf16>({8192, 4096}, 17);
+  const auto ids = Rng(18).uniform<double>({8192}, 0.0, 128256.0).to<int64_t>().to_device<Cuda>();
+  time_on_device(state, 2.0 * (8192.0 * 4096 + 128256.0 * 4096), 0,
+                 [&] { benchmark::DoNotOptimize(ops::embedding_backward(dy, ids, 128256)); });
+}
+
+void cross_entropy_bf16_8192x128256(benchmark::State& state) {  // forward over Llama-3's vocabulary
+  if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+  const auto logits = device_normal<bf16>({8192, 128256}, 19);
+  const auto targets = Rng(20).uniform<double>({8192}, 0.0, 128256.0).to<int64_t>().to_device<Cuda>();
+  time_on_device(state, 2.0 * 8192 * 128256, 0, [&] { benchmark::DoNotOptimize(ops::cross_entropy(logits, targets)); });
+}
+
+// q [B, Hq, Sq, D], k and v [B, Hkv, Sk, D] in bf16; forward, or backward from the forward's result.
+void time_attention(benchmark::State& state, int64_t B, int64_t Hq, int64_t Hkv, int64_t Sq, int64_t Sk, int64_t D,
+                    bool causal, bool backward) {
+  if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+  const auto q = device_normal<bf16>({B, Hq, Sq, D}, 21), k = device_normal<bf16>({B, Hkv, Sk, D}, 22);
+  const auto v = device_normal<bf16>({B, Hkv, Sk, D}, 23), dy = device_normal<bf16>({B, Hq, Sq, D}, 24);
+  const ops::AttentionOptions<Cuda> opts{.causal = causal};
+  // Visible (query, key) pairs: all, or about half under a causal mask over equal lengths.
+  const double pairs = double(B * Hq) * double(Sq) * double(Sk) * (causal && Sq == Sk ? 0.5 : 1.0);
+  const double flops = (backward ? 10.0 : 4.0) * pairs * double(D);  // 2 GEMMs forward, 5 backward
+  const double bytes = 2.0 * double(B) * double(Hq * Sq + 2 * Hkv * Sk) * double(D) * (backward ? 2.0 : 1.0);
+  if (!backward) {
+    time_on_device(state, bytes, flops, [&] { benchmark::DoNotOptimize(ops::attention(q, k, v, opts)); });
+    return;
+  }
+  const auto fwd = ops::attention(q, k, v, opts);
+  time_on_device(state, bytes, flops, [&] { benchmark::DoNotOptimize(ops::attention_backward(dy, q, k, v, fwd, opts)); });
+}
+
+void attention_fwd_bf16_vitb_1x12x2049x64(benchmark::State& state) { time_attention(state, 1, 12, 12, 2049, 2049, 64, false, false); }
+void attention_bwd_bf16_vitb_1x12x2049x64(benchmark::State& state) { time_attention(state, 1, 12, 12, 2049, 2049, 64, false, true); }
+void attention_fwd_bf16_llama8b_prefill_2048(benchmark::State& state) { time_attention(state, 1, 32, 8, 2048, 2048, 128, true, false); }
+void attention_bwd_bf16_llama8b_prefill_2048(benchmark::State& state) { time_attention(state, 1, 32, 8, 2048, 2048, 128, true, true); }
+void attention_fwd_bf16_llama8b_decode_4096(benchmark::State& state) { time_attention(state, 1, 32, 8, 1, 4096, 128, true, false); }
+
 }  // namespace
 
 BENCHMARK(gemm_bf16_8192x4096x4096)->UseManualTime()->Unit(benchmark::kMillisecond);
@@ -95,5 +157,14 @@ BENCHMARK(layer_norm_bf16_8192x4096)->UseManualTime()->Unit(benchmark::kMillisec
 BENCHMARK(rms_norm_bf16_8192x4096)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(softmax_bf16_8192x4096)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(gelu_bf16_64M)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(transpose_copy_bf16_8192x4096)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(rope_bf16_1x32x8192x128)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(embedding_backward_bf16_8192x128256x4096)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(cross_entropy_bf16_8192x128256)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(attention_fwd_bf16_vitb_1x12x2049x64)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(attention_bwd_bf16_vitb_1x12x2049x64)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(attention_fwd_bf16_llama8b_prefill_2048)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(attention_bwd_bf16_llama8b_prefill_2048)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(attention_fwd_bf16_llama8b_decode_4096)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -1,6 +1,7 @@
 """PyTorch timings of the workloads in bench_gpu_ops.cu (same names, shapes and dtypes), each the
 median of CUDA-event-timed calls after a warm-up, on random inputs. Prints {name: seconds} as JSON.
-PyTorch's float32 matmul stays true float32 (TF32 off), as ours does."""
+PyTorch's float32 matmul stays true float32 (TF32 off), as ours does. Attention is PyTorch's
+scaled_dot_product_attention (its flash / cuDNN kernels: the bar for our fallback kernels)."""
 import json
 import sys
 
@@ -36,6 +37,37 @@ def main():
     qa, qb = r(64, 1024, 128), r(64, 128, 1024)
     nw, nb = r(4096), r(4096)
     g = r(1 << 26)
+    F = torch.nn.functional
+
+    # RoPE as Hugging Face Llama applies it (rotate_half), cos/sin precomputed for 8192 positions.
+    rq = r(1, 32, 8192, 128)
+    inv_freq = 1.0 / (500000.0 ** (torch.arange(0, 128, 2, device=dev, dtype=torch.float32) / 128))
+    ang = torch.outer(torch.arange(8192, device=dev, dtype=torch.float32), inv_freq)
+    emb = torch.cat((ang, ang), -1)
+    cos, sin = emb.cos().to(bf), emb.sin().to(bf)
+
+    def rope():
+        x1, x2 = rq[..., :64], rq[..., 64:]
+        return rq * cos + torch.cat((-x2, x1), -1) * sin
+
+    edy = r(8192, 4096)
+    eids = torch.randint(0, 128256, (8192,), device=dev)
+    logits = r(8192, 128256)
+    targets = torch.randint(0, 128256, (8192,), device=dev)
+
+    def attention(b, hq, hkv, sq, sk, d, causal, backward):
+        q = r(b, hq, sq, d).requires_grad_(backward)
+        k = r(b, hkv, sk, d).requires_grad_(backward)
+        v = r(b, hkv, sk, d).requires_grad_(backward)
+        # PyTorch's is_causal aligns to the top-left corner; ours to the end of the keys. They agree
+        # for sq == sk, and a one-query decode step sees the whole cache either way.
+        is_causal = causal and sq == sk
+        fwd = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=is_causal, enable_gqa=hq != hkv)
+        if not backward:
+            return fwd
+        out, dy = fwd(), r(b, hq, sq, d)
+        return lambda: out.backward(dy, retain_graph=True)
+
     work = {
         "gemm_bf16_8192x4096x4096": lambda: torch.nn.functional.linear(x, w, b),
         "gemm_f32_2048x2048x2048": lambda: a32 @ b32,
@@ -44,6 +76,16 @@ def main():
         "rms_norm_bf16_8192x4096": lambda: torch.nn.functional.rms_norm(x, (4096,), nw, 1e-6),
         "softmax_bf16_8192x4096": lambda: torch.softmax(x, -1),
         "gelu_bf16_64M": lambda: torch.nn.functional.gelu(g),
+        "transpose_copy_bf16_8192x4096": lambda: x.t().contiguous(),
+        "rope_bf16_1x32x8192x128": rope,
+        "embedding_backward_bf16_8192x128256x4096": lambda: torch.ops.aten.embedding_dense_backward(
+            edy, eids, 128256, -1, False),
+        "cross_entropy_bf16_8192x128256": lambda: F.cross_entropy(logits, targets),
+        "attention_fwd_bf16_vitb_1x12x2049x64": attention(1, 12, 12, 2049, 2049, 64, False, False),
+        "attention_bwd_bf16_vitb_1x12x2049x64": attention(1, 12, 12, 2049, 2049, 64, False, True),
+        "attention_fwd_bf16_llama8b_prefill_2048": attention(1, 32, 8, 2048, 2048, 128, True, False),
+        "attention_bwd_bf16_llama8b_prefill_2048": attention(1, 32, 8, 2048, 2048, 128, True, True),
+        "attention_fwd_bf16_llama8b_decode_4096": attention(1, 32, 8, 1, 4096, 128, True, False),
     }
     print(json.dumps({name: median_seconds(fn) for name, fn in work.items()}))
     return 0

@@ -73,13 +73,11 @@ void rope_rotate(const Tensor<T, Cuda>& x, const Tensor<int64_t, Cuda>& position
   if (y.numel() == 0) return;
   const cudaStream_t stream = cuda::current_stream();
   const Tensor<float, Cuda> table = Tensor<float, Cuda>::empty({B * S, 2 * h});
-  if (h > 0) {
-    cuda_impl::RopeFrequencies freq{};
-    for (int64_t i = 0; i < h; ++i) freq.f[i] = inv_freq[size_t(i)];
-    cuda_impl::rope_table_kernel<<<cuda_impl::grid_for(B * S * h), cuda_impl::kThreads, 0, stream>>>(
-        positions.data(), positions.stride(0), positions.stride(1), S, B * S, h, freq, sign, table.data());
-    cuda::check_launch("rope_table_kernel");
-  }
+  cuda_impl::RopeFrequencies freq{};  // h >= 1: rope_inv_freq requires a positive rotary_dim
+  for (int64_t i = 0; i < h; ++i) freq.f[i] = inv_freq[size_t(i)];
+  cuda_impl::rope_table_kernel<<<cuda_impl::grid_for(B * S * h), cuda_impl::kThreads, 0, stream>>>(
+      positions.data(), positions.stride(0), positions.stride(1), S, B * S, h, freq, sign, table.data());
+  cuda::check_launch("rope_table_kernel");
   cuda_impl::rope_rotate_kernel<<<cuda_impl::grid_for(y.numel()), cuda_impl::kThreads, 0, stream>>>(
       x.data(), x.stride(0), x.stride(1), x.stride(2), H, S, Dh, h, table.data(), y.data(), y.numel());
   cuda::check_launch("rope_rotate_kernel");
