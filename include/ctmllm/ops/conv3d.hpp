@@ -2,12 +2,15 @@
 // 3D convolution as F.conv3d (no groups, no dilation): x [B, Cin, D, H, W], w [Cout, Cin, kd, kh, kw],
 // b [Cout] or undefined -> y [B, Cout, Do, Ho, Wo], Do = ⌊(D + 2·pd − kd) / sd⌋ + 1 (likewise H, W).
 // A kernel equal to the stride with no padding (a patch embedding) runs as patchify + one GEMM;
-// every other case as vol2col + GEMM.
+// every other case as vol2col + GEMM on the CPU, cuDNN's convolution on the GPU.
 #include <array>
 
 #include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/conv3d.hpp"
 #include "ctmllm/ops/patch_embed.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/ops/cuda/conv3d.cuh"
+#endif
 
 namespace ctmllm::ops {
 
@@ -57,7 +60,7 @@ Tensor<T, D> patch_region(const Tensor<T, D>& v, const Conv3dGeometry& g) {
 template <class T, class D>
 Tensor<T, D> conv3d(const Tensor<T, D>& x, const Tensor<T, D>& w, const Tensor<T, D>& b = Tensor<T, D>(),
                     std::array<int64_t, 3> stride = {1, 1, 1}, std::array<int64_t, 3> padding = {0, 0, 0}) {
-  CTMLLM_CPU_ONLY(D, "conv3d");
+  CTMLLM_REQUIRE_KERNELS(D, "conv3d");
   const Conv3dGeometry g = detail::conv3d_geometry(x, w, stride, padding, "conv3d");
   const int64_t B = x.size(0), Cout = w.size(0);
   if (b.defined()) check_shape(b, {Cout}, "conv3d", "b");
@@ -84,7 +87,7 @@ template <class T, class D>
 Conv3dGrads<T, D> conv3d_backward(const Tensor<T, D>& dy, const Tensor<T, D>& x, const Tensor<T, D>& w,
                                   std::array<int64_t, 3> stride = {1, 1, 1}, std::array<int64_t, 3> padding = {0, 0, 0},
                                   bool need_dx = true) {
-  CTMLLM_CPU_ONLY(D, "conv3d_backward");
+  CTMLLM_REQUIRE_KERNELS(D, "conv3d_backward");
   const Conv3dGeometry g = detail::conv3d_geometry(x, w, stride, padding, "conv3d_backward");
   const int64_t B = x.size(0), Cout = w.size(0);
   check_defined(dy, "conv3d_backward", "dy");
