@@ -2,8 +2,9 @@
 // conv3d on the GPU through cuDNN's convolution API (forward, backward data, backward filter) on the
 // context's cuDNN handle, NCDHW tensors of float32, bfloat16 or float16 with float compute. float32
 // runs FMA-only kernels (no TF32: the CPU's 1e-5 agreement holds); 16-bit may use tensor cores.
-// Algorithms come from cuDNN's heuristics (the _v7 queries), restricted to deterministic ones so
-// that results repeat bit for bit; a candidate cuDNN cannot run here is skipped for the next. The
+// Algorithms come from cuDNN's heuristics (the _v7 queries, as PyTorch makes them: math type set
+// first, then each candidate's own), restricted to deterministic ones so that results repeat bit for
+// bit; a candidate cuDNN cannot run here is skipped for the next. The
 // bias is added by an own kernel, db is the GPU sum of dy over all but the channel axis.
 #include <vector>
 
@@ -51,6 +52,9 @@ class ConvDescriptors {
     // F.conv3d is a cross-correlation; accumulation in float for every element type.
     cuda::check(cudnnSetConvolutionNdDescriptor(conv, 3, pad, stride, dilation, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
                 "cudnnSetConvolutionNdDescriptor");
+    // Before the algorithm queries, which rank for the math type the descriptor holds.
+    cuda::check(cudnnSetConvolutionMathType(conv, std::is_same_v<T, float> ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH),
+                "cudnnSetConvolutionMathType");
   }
   ~ConvDescriptors() {
     cudnnDestroyConvolutionDescriptor(conv);
@@ -61,10 +65,12 @@ class ConvDescriptors {
   ConvDescriptors(const ConvDescriptors&) = delete;
   ConvDescriptors& operator=(const ConvDescriptors&) = delete;
 
-  // float32: FMA kernels only (cuDNN's default math would allow TF32); 16-bit: what the algorithm asks.
+  // Whether an algorithm's math type is allowed: float32 on FMA kernels only (cuDNN's default math
+  // would allow TF32); 16-bit any.
+  static bool allowed(cudnnMathType_t algo_math) { return !std::is_same_v<T, float> || algo_math == CUDNN_FMA_MATH; }
+  // cuDNN picks kernels by algorithm and math type together: the descriptor takes the algorithm's.
   void set_math(cudnnMathType_t algo_math) const {
-    const cudnnMathType_t m = std::is_same_v<T, float> ? CUDNN_FMA_MATH : algo_math;
-    cuda::check(cudnnSetConvolutionMathType(conv, m), "cudnnSetConvolutionMathType");
+    cuda::check(cudnnSetConvolutionMathType(conv, algo_math), "cudnnSetConvolutionMathType");
   }
 
   cudnnTensorDescriptor_t x = nullptr, y = nullptr;
@@ -92,7 +98,7 @@ void run_deterministic(const std::vector<Perf>& ranked, const char* what, const 
                        Run&& run) {
   cudnnStatus_t last = CUDNN_STATUS_NOT_SUPPORTED;
   for (const Perf& p : ranked) {
-    if (p.status != CUDNN_STATUS_SUCCESS || p.determinism != CUDNN_DETERMINISTIC) continue;
+    if (p.status != CUDNN_STATUS_SUCCESS || p.determinism != CUDNN_DETERMINISTIC || !desc.allowed(p.mathType)) continue;
     desc.set_math(p.mathType);
     size_t bytes = 0;
     last = workspace_size(p.algo, &bytes);
@@ -102,7 +108,8 @@ void run_deterministic(const std::vector<Perf>& ranked, const char* what, const 
     if (last == CUDNN_STATUS_SUCCESS) return;
     if (last != CUDNN_STATUS_NOT_SUPPORTED) cuda::check(last, what);
   }
-  fail("conv3d (cuDNN): no deterministic algorithm for ", what, " (last status: ", cudnnGetErrorString(last), ")");
+  fail("conv3d (cuDNN): no deterministic algorithm (float32: without TF32) for ", what, " (last status: ",
+       cudnnGetErrorString(last), ")");
 }
 
 template <class T>
