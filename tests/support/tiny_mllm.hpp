@@ -5,8 +5,10 @@
 
 namespace ctmllm::testing {
 
-// A small random MLLM around the byte-level BPE test tokenizer (615 tokens, <im_patch> among them).
-inline mllm::Model<float> tiny_mllm(bool mask, uint64_t seed = 3) {
+// A small random MLLM around the byte-level BPE test tokenizer (615 tokens, <im_patch> among them),
+// on device D with the same weights on every device.
+template <class D = Cpu>
+mllm::Model<float, D> tiny_mllm(bool mask, uint64_t seed = 3) {
   text::Tokenizer tok = text::Tokenizer::from_file(fixture_path("tokenizer/bpe_llama3"));
   io::LlmConfig lc;
   lc.model_type = "llama";
@@ -29,7 +31,7 @@ inline mllm::Model<float> tiny_mllm(bool mask, uint64_t seed = 3) {
   c.image_token_id = *tok.token_to_id("<im_patch>");
   c.segmentation_mask = mask;
   c.mask_num_classes = 2;
-  mllm::Model<float> m(c, llm::Decoder<float>(lc, llm::RandomWeights(seed)));
+  mllm::Model<float, D> m(c, llm::Decoder<float, D>(lc, llm::RandomWeights(seed)));
   Rng rng(seed);
   m.init(rng);
   m.set_tokenizer(std::move(tok), fixture_path("tokenizer/bpe_llama3"));

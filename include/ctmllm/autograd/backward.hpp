@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "ctmllm/autograd/variable.hpp"
-#include "ctmllm/ops/cpu/accumulate.hpp"
+#include "ctmllm/ops/elementwise.hpp"
 
 namespace ctmllm::autograd {
 
@@ -20,7 +20,7 @@ void accumulate_grad(Tensor<T, D>& dst, Tensor<T, D>&& g) {
     if (g.is_contiguous() && g.storage().use_count() == 1 && g.offset() == 0) dst = std::move(g);
     else dst = g.clone();
   } else {
-    ops::accumulate(D{}, dst, g);
+    ops::add_(dst, g);
   }
 }
 

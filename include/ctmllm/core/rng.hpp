@@ -72,6 +72,20 @@ class Rng {
     fill(t, [&](uint64_t c) { return mean + std * normal_at(c); });
     return t;
   }
+  // A device tensor: the same values as a CPU tensor of its shape would get (drawn on the host in
+  // the same order), copied over.
+  template <class T, class D>
+    requires(!std::is_same_v<D, Cpu>)
+  const Tensor<T, D>& uniform(const Tensor<T, D>& t, double lo = 0.0, double hi = 1.0) {
+    t.copy_from(uniform<T>(t.shape(), lo, hi).template to_device<D>());
+    return t;
+  }
+  template <class T, class D>
+    requires(!std::is_same_v<D, Cpu>)
+  const Tensor<T, D>& normal(const Tensor<T, D>& t, double mean = 0.0, double std = 1.0) {
+    t.copy_from(normal<T>(t.shape(), mean, std).template to_device<D>());
+    return t;
+  }
   template <class T>
   Tensor<T, Cpu> uniform(const Shape& s, double lo = 0.0, double hi = 1.0) {
     Tensor<T, Cpu> t = Tensor<T, Cpu>::empty(s);

@@ -289,11 +289,14 @@ class Tensor {
     }
   }
   void fill(T value) const {
-    static_assert(std::is_same_v<D, Cpu>, "fill on the CPU");
-    T* p = data();
-    for_each_strided<1>(shape_, {strides_}, [&](auto off, int64_t n, auto inc) {
-      for (int64_t i = 0; i < n; ++i) p[off[0] + i * inc[0]] = value;
-    });
+    if constexpr (std::is_same_v<D, Cpu>) {
+      T* p = data();
+      for_each_strided<1>(shape_, {strides_}, [&](auto off, int64_t n, auto inc) {
+        for (int64_t i = 0; i < n; ++i) p[off[0] + i * inc[0]] = value;
+      });
+    } else {
+      copy_from(full(shape_, value));  // initialisation, not a hot path: filled on the host, one copy
+    }
   }
   std::vector<T> to_vector() const {
     const Tensor<T, Cpu> host = to_device<Cpu>();

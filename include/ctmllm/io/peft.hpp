@@ -66,10 +66,12 @@ struct LoraConfig {
   // exclude_modules and layer selection, which this reader refuses).
   bool targets(const std::string& module) const {
     if (!target_regex.empty()) return regex_full_match(target_regex, module);
-    for (const std::string& t : target_modules)
-      if (module == t || (module.size() > t.size() && module.compare(module.size() - t.size(), t.size(), t) == 0 &&
-                          module[module.size() - t.size() - 1] == '.'))
-        return true;
+    for (const std::string& t : target_modules) {
+      // A suffix at a '.' boundary. (No line starts with `module`: nvcc reads that as a C++20 module
+      // declaration and warns.)
+      const bool suffix = module.size() > t.size() && module.compare(module.size() - t.size(), t.size(), t) == 0;
+      if (module == t || (suffix && module[module.size() - t.size() - 1] == '.')) return true;
+    }
     return false;
   }
 

@@ -8,17 +8,17 @@
 // Each group has its own base learning rate and weight decay; a schedule scales every group's base
 // rate by one factor (set_lr_factor), as torch's LambdaLR does. Parameters without a gradient in a
 // step are skipped (their moments and step count stay), as torch does. The moments are kept in
-// float whatever T is (the master precision of mixed-precision training); the update of each
-// element is computed in double, so a float model follows a float64 reference to ~1e-7.
+// float whatever T is (the master precision of mixed-precision training), on the parameters' device;
+// the update of each element is computed in double, so a float model follows a float64 reference to
+// ~1e-7. The update is ops::adamw_update: on the GPU one fused kernel per parameter (from .cu files).
 #include <cmath>
 #include <optional>
-#include <type_traits>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "ctmllm/autograd/variable.hpp"
-#include "ctmllm/core/parallel.hpp"
+#include "ctmllm/ops/optim.hpp"
 
 namespace ctmllm::train {
 
@@ -56,7 +56,7 @@ class AdamW {
                    "' is not a trainable parameter");
       for (const State& s : state_)
         CTMLLM_CHECK(s.param.state() != p.state(), "AdamW: parameter '", p.name(), "' is in two groups");
-      state_.push_back(State{p, Tensor<float, Cpu>::zeros(p.shape()), Tensor<float, Cpu>::zeros(p.shape()), 0,
+      state_.push_back(State{p, Tensor<float, D>::zeros(p.shape()), Tensor<float, D>::zeros(p.shape()), 0,
                              groups_.size()});
       g.params.push_back(p);
     }
@@ -97,8 +97,8 @@ class AdamW {
   std::vector<std::pair<std::string, Tensor<float, Cpu>>> state() const {
     std::vector<std::pair<std::string, Tensor<float, Cpu>>> out;
     for (const State& s : state_) {
-      out.emplace_back(s.param.name() + ".exp_avg", s.exp_avg);
-      out.emplace_back(s.param.name() + ".exp_avg_sq", s.exp_avg_sq);
+      out.emplace_back(s.param.name() + ".exp_avg", s.exp_avg.template to_device<Cpu>());
+      out.emplace_back(s.param.name() + ".exp_avg_sq", s.exp_avg_sq.template to_device<Cpu>());
       out.emplace_back(s.param.name() + ".step", Tensor<float, Cpu>::full({1}, float(s.step)));
     }
     return out;
@@ -109,8 +109,8 @@ class AdamW {
       Tensor<float, Cpu> m = lookup(s.param.name() + ".exp_avg"), v = lookup(s.param.name() + ".exp_avg_sq");
       check_shape(m, s.param.shape(), "AdamW::load_state", (s.param.name() + ".exp_avg").c_str());
       check_shape(v, s.param.shape(), "AdamW::load_state", (s.param.name() + ".exp_avg_sq").c_str());
-      s.exp_avg = m.contiguous().clone();
-      s.exp_avg_sq = v.contiguous().clone();
+      s.exp_avg = m.contiguous().clone().template to_device<D>();
+      s.exp_avg_sq = v.contiguous().clone().template to_device<D>();
       const Tensor<float, Cpu> step = lookup(s.param.name() + ".step");
       check_shape(step, Shape{1}, "AdamW::load_state", (s.param.name() + ".step").c_str());
       const float n = step.item();
@@ -122,7 +122,7 @@ class AdamW {
  private:
   struct State {
     Var param;
-    Tensor<float, Cpu> exp_avg, exp_avg_sq;
+    Tensor<float, D> exp_avg, exp_avg_sq;
     int64_t step = 0;
     size_t group = 0;
   };
@@ -133,30 +133,15 @@ class AdamW {
   }
 
   void update(State& s, const Tensor<T, D>& grad, double lr, double wd) const {
-    // The parameter's storage is updated in place (views of it elsewhere see the new value); a
-    // device tensor makes the round trip through host memory.
-    Tensor<T, Cpu> w = s.param.value().template to_device<Cpu>().contiguous();
-    const Tensor<T, Cpu> gc = grad.template to_device<Cpu>().contiguous();
-    const double b1 = options_.beta1, b2 = options_.beta2, eps = options_.eps;
-    const double c1 = 1 - std::pow(b1, double(s.step)), sc2 = std::sqrt(1 - std::pow(b2, double(s.step)));
-    T* pw = w.data();
-    const T* pg = gc.data();
-    float* pm = s.exp_avg.data();
-    float* pv = s.exp_avg_sq.data();
-    parallel_for(0, w.numel(), 1 << 14, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        const double g = double(pg[i]);
-        double x = double(pw[i]) * (1 - lr * wd);
-        const double m = b1 * double(pm[i]) + (1 - b1) * g;
-        const double v = b2 * double(pv[i]) + (1 - b2) * g * g;
-        x -= lr / c1 * m / (std::sqrt(v) / sc2 + eps);
-        pm[i] = float(m);
-        pv[i] = float(v);
-        pw[i] = cast<T>(x);
-      }
-    });
-    if (!std::is_same_v<D, Cpu> || (const void*)w.data() != (const void*)s.param.value().data())
-      s.param.value().copy_from(w.template to_device<D>());
+    const double b1 = options_.beta1, b2 = options_.beta2;
+    const ops::AdamWCoefficients c{lr, wd, b1, b2, options_.eps, 1 - std::pow(b1, double(s.step)),
+                                   std::sqrt(1 - std::pow(b2, double(s.step)))};
+    // In place: views of the parameter elsewhere see the new value. A strided value is updated as a
+    // contiguous copy and written back.
+    const Tensor<T, D>& value = s.param.value();
+    const Tensor<T, D> w = value.contiguous();
+    ops::adamw_update(w, grad, s.exp_avg, s.exp_avg_sq, c);
+    if (w.data() != value.data()) value.copy_from(w);
   }
 
   AdamWOptions options_;
