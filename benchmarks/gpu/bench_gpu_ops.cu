@@ -4,10 +4,7 @@
 // Llama-3-8B prefill and decode shapes), in the shapes that torch_gpu_reference.py times in PyTorch;
 // run_h200.sh prints both with their ratio. Inputs are random (never zeros: they run faster than
 // real data). Without a GPU every benchmark skips.
-#include <benchmark/benchmark.h>
-
-#include "ctmllm/core.hpp"
-#include "ctmllm/core/cuda/event.hpp"
+#include "device_timing.hpp"
 #include "ctmllm/ops/activation.hpp"
 #include "ctmllm/ops/attention.hpp"
 #include "ctmllm/ops/embedding.hpp"
@@ -18,33 +15,10 @@
 #include "ctmllm/ops/softmax.hpp"
 
 using namespace ctmllm;
+using bench_gpu::device_normal;
+using bench_gpu::time_on_device;
 
 namespace {
-
-template <class T>
-Tensor<T, Cuda> device_normal(const Shape& s, uint64_t seed) {
-  return Rng(seed).normal<float>(s).to<T>().template to_device<Cuda>();
-}
-
-// Times f() per iteration with device events; bytes and flops per call feed the rate counters.
-template <class F>
-void time_on_device(benchmark::State& state, double bytes, double flops, F&& f) {
-  if (!Cuda::available()) {
-    state.SkipWithError("no CUDA device");
-    return;
-  }
-  f();  // warm-up: handles, cuBLASLt heuristics, allocator cache
-  ctmllm::cuda::synchronize();
-  ctmllm::cuda::Event start, stop;  // qualified: CUB (embedding) declares a global namespace cuda
-  for (auto _ : state) {
-    start.record();
-    f();
-    stop.record();
-    state.SetIterationTime(ctmllm::cuda::elapsed_ms(start, stop) / 1e3);
-  }
-  state.counters["bytes_per_second"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
-  if (flops > 0) state.counters["flops"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
-}
 
 void gemm_bf16_8192x4096x4096(benchmark::State& state) {  // linear: x [8192, 4096] · w [4096, 4096]ᵀ + b
   if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check in one run, for an H200 machine (CUDA 13, cuDNN 9, Catch2 3, Google Benchmark,
 # PyTorch; no network): configure for sm_90, build the GPU tests and the GPU benchmark only, run
-# every GPU ctest (each op against the CPU, f32/bf16/f16, poisoned outputs), then time the GPU
-# workloads here and in PyTorch and print one table: ours, PyTorch, ratio. About 3 to 5 minutes.
+# every GPU ctest (each op against the CPU, f32/bf16/f16, poisoned outputs; the models on the reference
+# fixtures; training and decoding against the CPU), then time the GPU workloads (ops; the ViT-B forward;
+# Llama-3.1-8B-shaped prefill and decode with random bf16 weights) here and in PyTorch and print one
+# table: ours, PyTorch, ratio. About 5 to 7 minutes (limit: 8).
 #   bash benchmarks/gpu/run_h200.sh [build dir, default build-h200]
 # With $OUT set (the device tool), logs and JSON go there too. Exits non-zero if any test fails.
 set -uo pipefail
@@ -19,12 +21,12 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,n
 nvcc_bin=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 "$nvcc_bin" --version | grep -m1 release || true
 
-echo "== configure + build (ctmllm_test_cuda, ctmllm_bench_gpu)"
+echo "== configure + build (ctmllm_test_cuda, ctmllm_bench_gpu, ctmllm_bench_gpu_models)"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DCTMLLM_BUILD_TESTS=ON -DCTMLLM_BUILD_BENCHMARKS=ON -DCTMLLM_BUILD_EXAMPLES=OFF -DCTMLLM_BUILD_TOOLS=OFF \
   >"$out/configure.log" 2>&1 || { tail -n 40 "$out/configure.log"; exit 1; }
 grep -E "ctmllm: CUDA|ctmllm::cuda" "$out/configure.log" || true
-cmake --build "$build" -j"$jobs" --target ctmllm_test_cuda ctmllm_bench_gpu >"$out/build.log" 2>&1 ||
+cmake --build "$build" -j"$jobs" --target ctmllm_test_cuda ctmllm_bench_gpu ctmllm_bench_gpu_models >"$out/build.log" 2>&1 ||
   { grep -E "error|FAILED" "$out/build.log" | head -n 40; exit 1; }
 echo "built in $((SECONDS - t0)) s"
 
@@ -39,28 +41,37 @@ fi
 echo "== benchmarks (ours, then PyTorch)"
 "$build/benchmarks/ctmllm_bench_gpu" --benchmark_format=json --benchmark_min_time=0.5 >"$out/bench_ours.json" 2>"$out/bench_ours.err" ||
   { tail -n 20 "$out/bench_ours.err"; }
+# The models run a fixed number of iterations each (the decode steps must fit the KV cache).
+"$build/benchmarks/ctmllm_bench_gpu_models" --benchmark_format=json >"$out/bench_ours_models.json" 2>"$out/bench_ours_models.err" ||
+  { tail -n 20 "$out/bench_ours_models.err"; }
+echo "ours done at $((SECONDS - t0)) s"
 PYTHONUNBUFFERED=1 python3 "$root/benchmarks/gpu/torch_gpu_reference.py" >"$out/bench_torch.json" 2>"$out/bench_torch.err" ||
   { tail -n 20 "$out/bench_torch.err"; echo "{}" >"$out/bench_torch.json"; }
 
-python3 - "$out/bench_ours.json" "$out/bench_torch.json" <<'PY'
+python3 - "$out/bench_torch.json" "$out/bench_ours.json" "$out/bench_ours_models.json" <<'PY'
 import json, sys
 ours = {}
+for path in sys.argv[2:]:
+    try:
+        for b in json.load(open(path))["benchmarks"]:
+            if not b.get("error_occurred"):
+                ours[b["name"].split("/")[0]] = b["real_time"] / 1e3  # ms -> s
+    except (OSError, ValueError, KeyError) as e:
+        print(f"(no benchmark output in {path}: {e})")
 try:
-    for b in json.load(open(sys.argv[1]))["benchmarks"]:
-        if not b.get("error_occurred"):
-            ours[b["name"].split("/")[0]] = b["real_time"] / 1e3  # ms -> s
-except (OSError, ValueError, KeyError) as e:
-    print(f"(no benchmark output: {e})")
-try:
-    torch = json.load(open(sys.argv[2]))
+    torch = json.load(open(sys.argv[1]))
 except (OSError, ValueError):
     torch = {}
-print(f"{'workload':32} {'ours ms':>10} {'torch ms':>10} {'torch/ours':>10}")
+# The project's targets (PERF.md): the ViT-B forward at least as fast as PyTorch's anchors (bf16
+# autocast at batch 1 and 2, pure bf16 at 8), decode at most 5 ms per step (HF generate: 25.9 / 26.7).
+target = {"vit3d_b_fwd_bf16_B1": 3.03e-3, "vit3d_b_fwd_bf16_B2": 3.63e-3, "vit3d_b_fwd_bf16_B8": 10.0e-3,
+          "llama8b_decode_step_bf16_B1": 5e-3, "llama8b_decode_step_bf16_B3": 5e-3}
+fmt = lambda v: f"{v * 1e3:10.3f}" if v else f"{'-':>10}"
+print(f"{'workload':42} {'ours ms':>10} {'torch ms':>10} {'torch/ours':>10} {'target ms':>10}")
 for name in sorted(set(ours) | set(torch)):
     o, t = ours.get(name), torch.get(name)
-    fmt = lambda v: f"{v * 1e3:10.3f}" if v else f"{'-':>10}"
     ratio = f"{t / o:10.2f}" if o and t else f"{'-':>10}"
-    print(f"{name:32} {fmt(o)} {fmt(t)} {ratio}")
+    print(f"{name:42} {fmt(o)} {fmt(t)} {ratio} {fmt(target.get(name))}")
 PY
 echo "total $((SECONDS - t0)) s; tests exit status $tests_rc"
 exit "$tests_rc"

@@ -1,11 +1,19 @@
-"""PyTorch timings of the workloads in bench_gpu_ops.cu (same names, shapes and dtypes), each the
-median of CUDA-event-timed calls after a warm-up, on random inputs. Prints {name: seconds} as JSON.
-PyTorch's float32 matmul stays true float32 (TF32 off), as ours does. Attention is PyTorch's
-scaled_dot_product_attention (its flash / cuDNN kernels: the bar for our fallback kernels)."""
+"""PyTorch timings of the workloads in bench_gpu_ops.cu and bench_gpu_models.cu (same names, shapes
+and dtypes), each the median of CUDA-event-timed calls after a warm-up, on random inputs. Prints
+{name: seconds} as JSON. PyTorch's float32 matmul stays true float32 (TF32 off), as ours does.
+Attention is PyTorch's scaled_dot_product_attention (its flash / cuDNN kernels: the bar for our
+fallback kernels). The models: the fixtures' ViT3D (tests/tools/gen_fixtures.py) in pure bf16 with
+SDPA, and transformers' LlamaForCausalLM at the Llama-3.1-8B shape with random bf16 weights, its
+decode step timed as HF generate's (generate 64 tokens after the prefill, minus the prefill, / 64),
+the anchors of the project's PERF.md. Without transformers the Llama entries are left out."""
 import json
+import pathlib
 import sys
+import time
 
 import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "tools"))
 
 
 def median_seconds(fn, warmup=10, reps=50):
@@ -87,8 +95,68 @@ def main():
         "attention_bwd_bf16_llama8b_prefill_2048": attention(1, 32, 8, 2048, 2048, 128, True, True),
         "attention_fwd_bf16_llama8b_decode_4096": attention(1, 32, 8, 1, 4096, 128, True, False),
     }
-    print(json.dumps({name: median_seconds(fn) for name, fn in work.items()}))
+    results = {name: median_seconds(fn) for name, fn in work.items()}
+    results.update(vit_forward())
+    results.update(llama8b())
+    print(json.dumps(results))
     return 0
+
+
+def vit_forward():
+    """The 3D ViT-B forward (1x1x32x256x256, patch 4x16x16, 768, 12 layers), bf16 weights and inputs."""
+    from gen_fixtures import ViT3D
+
+    vit = ViT3D(1, [32, 256, 256], [4, 16, 16], 768, 12, 12, 3072).cuda().to(torch.bfloat16).eval()
+    out = {}
+    for batch in (1, 2, 8):
+        x = torch.rand(batch, 1, 32, 256, 256, device="cuda", dtype=torch.bfloat16)
+        with torch.no_grad():
+            out[f"vit3d_b_fwd_bf16_B{batch}"] = median_seconds(lambda: vit(x, sdpa=True), warmup=3, reps=10)
+    del vit
+    torch.cuda.empty_cache()
+    return out
+
+
+def llama8b(new_tokens=64):
+    """Llama-3.1-8B shape, random bf16 weights: prefill of 512 embedded tokens, and HF generate's decode step."""
+    try:
+        from transformers import LlamaConfig, LlamaForCausalLM
+    except ImportError as e:
+        print(f"llama8b: no transformers ({e})", file=sys.stderr)
+        return {}
+    config = LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                         num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072,
+                         rms_norm_eps=1e-5, rope_theta=500000.0,
+                         rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                       "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+                         tie_word_embeddings=False, bos_token_id=128000, eos_token_id=128001)
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(config).eval()
+    torch.set_default_dtype(torch.float32)
+    out = {}
+    for batch in (1, 3):
+        emb = torch.randn(batch, 512, 4096, device="cuda", dtype=torch.bfloat16) * 0.02
+        mask = torch.ones(batch, 512, dtype=torch.long, device="cuda")
+        with torch.no_grad():
+            prefill = median_seconds(lambda: model(inputs_embeds=emb, use_cache=False, logits_to_keep=1), 2, 5)
+
+            def generate():
+                model.generate(inputs_embeds=emb, attention_mask=mask, max_new_tokens=new_tokens,
+                               min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
+                torch.cuda.synchronize()
+
+            generate()
+            best = float("inf")
+            for _ in range(2):
+                t0 = time.perf_counter()
+                generate()
+                best = min(best, time.perf_counter() - t0)
+        out[f"llama8b_prefill512_bf16_B{batch}"] = prefill
+        out[f"llama8b_decode_step_bf16_B{batch}"] = (best - prefill) / new_tokens
+    del model
+    torch.cuda.empty_cache()
+    return out
 
 
 if __name__ == "__main__":

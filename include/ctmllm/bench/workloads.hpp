@@ -35,6 +35,30 @@ inline io::LlmConfig qwen25_05b_config() {
   return c;
 }
 
+// Llama-3.1-8B's shape (8.03 B parameters, 16.06 GB in bf16): hidden 4096, 32 layers, 32 query / 8
+// kv heads of 128, intermediate 14336, vocabulary 128256, untied lm_head, llama3 RoPE scaling.
+inline io::LlmConfig llama31_8b_config() {
+  io::LlmConfig c;
+  c.model_type = "llama";
+  c.vocab_size = 128256;
+  c.hidden_size = 4096;
+  c.intermediate_size = 14336;
+  c.num_hidden_layers = 32;
+  c.num_attention_heads = 32;
+  c.num_key_value_heads = 8;
+  c.head_dim = 128;
+  c.max_position_embeddings = 131072;
+  c.rms_norm_eps = 1e-5;
+  c.tie_word_embeddings = false;
+  c.rope.theta = 500000.0;
+  c.rope.type = io::RopeType::Llama3;
+  c.rope.factor = 8.0;
+  c.rope.low_freq_factor = 1.0;
+  c.rope.high_freq_factor = 4.0;
+  c.rope.original_max_position_embeddings = 8192;
+  return c;
+}
+
 // Deterministic token ids [batch, len] spread over the vocabulary, as a prompt.
 inline Tensor<int64_t> synthetic_ids(int64_t batch, int64_t len, int64_t vocab) {
   Tensor<int64_t> ids = Tensor<int64_t>::empty({batch, len});

@@ -1,0 +1,121 @@
+// Model timings on the GPU (Google Benchmark, manual time), the workloads torch_gpu_reference.py
+// times in PyTorch under the same names:
+//  - the 3D ViT-B forward (1×1×32×256×256, patch 4×16×16, hidden 768, 12 layers; 2049 tokens) with
+//    bf16 weights and activations at batch 1, 2 and 8 (CUDA events around the forward);
+//  - a Llama-3.1-8B-shaped decoder with random bf16 weights (16 GB): the prefill of 512 embedded
+//    tokens (logits of the last position only), and greedy decode steps after it with the KV cache
+//    on the device, at batch 1 and 3. A step is the wall time of one token per row: the forward of
+//    [B, 1] ids, the last logits copied to the host and their argmax (what generate does).
+// Without a GPU every benchmark skips.
+#include <algorithm>
+#include <chrono>
+#include <span>
+#include <vector>
+
+#include "ctmllm/bench/workloads.hpp"
+#include "ctmllm/llm/decoder.hpp"
+#include "ctmllm/vision/vit3d.hpp"
+#include "device_timing.hpp"
+
+using namespace ctmllm;
+using bench_gpu::device_normal;
+using bench_gpu::time_on_device;
+
+namespace {
+
+constexpr int64_t kPrefill = 512;     // prompt tokens before decoding (the anchor's)
+constexpr int64_t kDecodeWarmup = 3;  // untimed steps first (cuBLASLt's heuristics for M = B, the allocator)
+constexpr int64_t kDecodeSteps = 64;  // timed decode steps per batch size
+
+void vit3d_b_fwd_bf16(benchmark::State& state, int64_t batch) {
+  if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+  const vision::ViT3DConfig c;  // ViT-B, 32×256×256, patch 4×16×16
+  vision::ViT3D<bf16, Cuda> vit(c);
+  Rng rng(1);
+  vit.init(rng);
+  const autograd::Variable<bf16, Cuda> x(device_normal<bf16>({batch, 1, 32, 256, 256}, 2));
+  autograd::NoGradGuard no_grad;
+  time_on_device(state, 0, bench::vit3d_forward_flops(c, batch),
+                 [&] { benchmark::DoNotOptimize(vit.forward(x).tokens.value()); });
+}
+void vit3d_b_fwd_bf16_B1(benchmark::State& state) { vit3d_b_fwd_bf16(state, 1); }
+void vit3d_b_fwd_bf16_B2(benchmark::State& state) { vit3d_b_fwd_bf16(state, 2); }
+void vit3d_b_fwd_bf16_B8(benchmark::State& state) { vit3d_b_fwd_bf16(state, 8); }
+
+// The 8B decoder, built once (random weights drawn on the host take a while) and kept for the
+// program's life: never destroyed, so no device memory is freed after the CUDA runtime shuts down.
+const llm::Decoder<bf16, Cuda>& llama8b() {
+  static const auto* model = new llm::Decoder<bf16, Cuda>(bench::llama31_8b_config(), llm::RandomWeights(7));
+  return *model;
+}
+
+// inputs_embeds [B, 512, 4096] of embedding scale, as the anchor's.
+autograd::Variable<bf16, Cuda> prompt_embeddings(int64_t batch) {
+  return autograd::Variable<bf16, Cuda>(device_normal<bf16>({batch, kPrefill, 4096}, 3, 0.02));
+}
+
+void llama8b_prefill512_bf16(benchmark::State& state, int64_t batch) {
+  if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+  const auto& model = llama8b();
+  llm::DecoderInput<bf16, Cuda> in;
+  in.inputs_embeds = prompt_embeddings(batch);
+  in.logits_to_keep = 1;
+  autograd::NoGradGuard no_grad;
+  const double params = double(model.parameters().numel());
+  time_on_device(state, 0, 2.0 * params * double(batch * kPrefill),
+                 [&] { benchmark::DoNotOptimize(model.forward(in).logits.value()); });
+}
+void llama8b_prefill512_bf16_B1(benchmark::State& state) { llama8b_prefill512_bf16(state, 1); }
+void llama8b_prefill512_bf16_B3(benchmark::State& state) { llama8b_prefill512_bf16(state, 3); }
+
+void llama8b_decode_step_bf16(benchmark::State& state, int64_t batch) {
+  if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+  const auto& model = llama8b();
+  const int64_t V = model.vocab_size();
+  autograd::NoGradGuard no_grad;
+  llm::KvCache<bf16, Cuda> cache = model.make_cache(batch, kPrefill + kDecodeWarmup + kDecodeSteps);
+  // Greedy: each row's next token is the argmax of its last logits, on the host.
+  std::vector<int64_t> next(static_cast<size_t>(batch));
+  const auto choose = [&](const autograd::Variable<bf16, Cuda>& logits) {
+    const Tensor<float, Cpu> host = logits.value().to_device<Cpu>().to<float>();
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* row = host.data() + (b + 1) * V - V;  // [B, 1, V]
+      next[size_t(b)] = int64_t(std::max_element(row, row + V) - row);
+    }
+  };
+  const auto step = [&] {
+    llm::DecoderInput<bf16, Cuda> in;
+    in.input_ids = Tensor<int64_t, Cpu>::from(std::span<const int64_t>(next), {batch, 1}).to_device<Cuda>();
+    in.cache = &cache;
+    choose(model.forward(in).logits);
+  };
+  llm::DecoderInput<bf16, Cuda> prefill;
+  prefill.inputs_embeds = prompt_embeddings(batch);
+  prefill.cache = &cache;
+  prefill.logits_to_keep = 1;
+  choose(model.forward(prefill).logits);
+  for (int64_t i = 0; i < kDecodeWarmup; ++i) step();
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  state.counters["weight_bytes_per_second"] =
+      benchmark::Counter(bench::decode_weight_bytes(model), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens_per_second"] = benchmark::Counter(double(batch), benchmark::Counter::kIsIterationInvariantRate);
+}
+void llama8b_decode_step_bf16_B1(benchmark::State& state) { llama8b_decode_step_bf16(state, 1); }
+void llama8b_decode_step_bf16_B3(benchmark::State& state) { llama8b_decode_step_bf16(state, 3); }
+
+}  // namespace
+
+BENCHMARK(vit3d_b_fwd_bf16_B1)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(20);
+BENCHMARK(vit3d_b_fwd_bf16_B2)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(20);
+BENCHMARK(vit3d_b_fwd_bf16_B8)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(10);
+BENCHMARK(llama8b_prefill512_bf16_B1)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
+BENCHMARK(llama8b_prefill512_bf16_B3)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
+// Exactly kDecodeSteps: the cache holds that many steps after the prefill and the warm-up.
+BENCHMARK(llama8b_decode_step_bf16_B1)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(kDecodeSteps);
+BENCHMARK(llama8b_decode_step_bf16_B3)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(kDecodeSteps);
+
+BENCHMARK_MAIN();

@@ -1,0 +1,36 @@
+#pragma once
+// Shared by the GPU benchmarks: random device inputs and timing of a call with CUDA events on the
+// ops stream (Google Benchmark's manual time). Without a GPU every benchmark skips.
+#include <benchmark/benchmark.h>
+
+#include "ctmllm/core.hpp"
+#include "ctmllm/core/cuda/event.hpp"
+
+namespace ctmllm::bench_gpu {
+
+template <class T>
+Tensor<T, Cuda> device_normal(const Shape& s, uint64_t seed, double std = 1.0) {
+  return Rng(seed).normal<float>(s, 0.0, std).to<T>().template to_device<Cuda>();
+}
+
+// Times f() per iteration with device events; bytes and flops per call feed the rate counters.
+template <class F>
+void time_on_device(benchmark::State& state, double bytes, double flops, F&& f) {
+  if (!Cuda::available()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  f();  // warm-up: handles, cuBLASLt heuristics, allocator cache
+  ctmllm::cuda::synchronize();
+  ctmllm::cuda::Event start, stop;  // qualified: CUB (embedding) declares a global namespace cuda
+  for (auto _ : state) {
+    start.record();
+    f();
+    stop.record();
+    state.SetIterationTime(ctmllm::cuda::elapsed_ms(start, stop) / 1e3);
+  }
+  if (bytes > 0) state.counters["bytes_per_second"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+  if (flops > 0) state.counters["flops"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+}  // namespace ctmllm::bench_gpu
