@@ -87,8 +87,8 @@ void check_clip(uint64_t seed) {
     set_grad(gpu[i], g);
   }
   const double cpu_norm = train::grad_norm(cpu), gpu_norm = train::grad_norm(gpu);
-  CHECK(std::abs(gpu_norm - cpu_norm) <= 1e-12 * cpu_norm);  // double sums of the same squares
-  CHECK(std::abs(train::clip_grad_norm(gpu, 1.0) - cpu_norm) <= 1e-12 * cpu_norm);
+  CHECK(std::abs(gpu_norm - cpu_norm) <= 1e-10 * cpu_norm);  // double sums of the same squares, in another order
+  CHECK(std::abs(train::clip_grad_norm(gpu, 1.0) - cpu_norm) <= 1e-10 * cpu_norm);
   train::clip_grad_norm(cpu, 1.0);
   for (size_t i = 0; i + 1 < cpu.size(); ++i) CTMLLM_CHECK_GPU(T, gpu[i].grad(), cpu[i].grad());
   CHECK_FALSE(gpu.back().grad().defined());
