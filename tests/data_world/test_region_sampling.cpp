@@ -32,8 +32,9 @@ AmosCase make_case(const std::string& id, const std::string& chest, const std::s
 }
 
 // Region frequencies of `n` draws of the plan's items for the one case.
-std::array<double, 3> frequencies(const std::array<bool, 3>& present, int n) {
-  const BatchPlan plan(std::vector<std::array<bool, 3>>{present}, 1, 7);
+std::array<double, 3> frequencies(const std::array<bool, 3>& present, int n,
+                                  const RegionProbabilities& weights = kPaperRegionWeights) {
+  const BatchPlan plan(std::vector<std::array<bool, 3>>{present}, 1, 7, false, weights);
   std::array<double, 3> f{};
   for (int e = 0; e < n; ++e) f[size_t(plan.batch(e, 0)[0].region)] += 1.0 / n;
   return f;
@@ -71,6 +72,19 @@ TEST_CASE("sampled regions have the rule's frequencies", "[data][region]") {
   CHECK(two[size_t(Region::chest)] == 0.0);
   CHECK(two[size_t(Region::abdomen)] == Approx(0.5).margin(0.015));
   CHECK(two[size_t(Region::pelvis)] == Approx(0.5).margin(0.015));
+}
+
+TEST_CASE("region weights are a setting: other draws when all three are present, bad ones refused", "[data][region]") {
+  const RegionProbabilities even{0.25, 0.25, 0.5};  // chest, abdomen, pelvis
+  const auto all = frequencies({true, true, true}, 20000, even);
+  CHECK(all[size_t(Region::chest)] == Approx(0.25).margin(0.015));
+  CHECK(all[size_t(Region::abdomen)] == Approx(0.25).margin(0.015));
+  CHECK(all[size_t(Region::pelvis)] == Approx(0.5).margin(0.015));
+  // Cases missing a region still draw evenly among the ones they have.
+  CHECK(region_probabilities({true, true, false}, even)[size_t(Region::chest)] == 0.5);
+  const std::vector<std::array<bool, 3>> one{{true, true, true}};
+  CHECK_THROWS_AS(BatchPlan(one, 1, 7, false, RegionProbabilities{0.5, 0.5, 0.5}), Error);
+  CHECK_THROWS_AS(BatchPlan(one, 1, 7, false, RegionProbabilities{1.2, -0.2, 0.0}), Error);
 }
 
 TEST_CASE("batch plan: a pure function of (seed, epoch, k) covering each epoch once", "[data][plan]") {

@@ -46,6 +46,13 @@ TEST_CASE("mllm config: token counts, AnyRes size, errors", "[mllm]") {
   CHECK(a.visual_tokens() == 48);
   CHECK(a.input_size() == std::array<int64_t, 3>{32, 64, 64});
   CHECK(mllm::MllmConfig::from_json(a.to_json(), "round trip").to_json() == a.to_json());
+  // The SPP summary token counts as one more visual token and survives the round trip.
+  auto sj = nlohmann::json::parse(std::ifstream(testing::fixture_path(kTiny + "/config.json")));
+  sj["projector"]["summary_token"] = "max";
+  sj["visual_tokens_per_volume"] = 9;
+  const auto sm = mllm::MllmConfig::from_json(sj, "summary");
+  CHECK(sm.visual_tokens() == 9);
+  CHECK(mllm::MllmConfig::from_json(sm.to_json(), "round trip").projector.summary_max);
   j["visual_tokens_per_volume"] = 8;
   CHECK_THROWS_AS(mllm::MllmConfig::from_json(j, "bad count"), Error);
   j.erase("visual_tokens_per_volume");

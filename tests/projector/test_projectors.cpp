@@ -9,6 +9,7 @@
 #include "support/catch.hpp"
 #include "support/compare.hpp"
 #include "support/fixtures.hpp"
+#include "support/gradcheck.hpp"
 
 using namespace ctmllm;
 using testing::rel_error;
@@ -95,6 +96,59 @@ TEST_CASE("projector configs: names, defaults and the paper's sizes", "[projecto
   CHECK(packer.feature_layers() == std::vector<int>{5, 7, 10, 11});
   CHECK(packer.parameters().get("k_proj_1.0.weight").shape() == Shape{1024, 3072});
   CHECK(packer.parameters().get("clip_attn.in_proj_weight").shape() == Shape{3072, 1024});
+}
+
+TEST_CASE("SPP summary token: the max over all tokens of projector.0, then the rest of the stack", "[projector]") {
+  using projector::ProjectorConfig;
+  const auto cfg = ProjectorConfig::from_json(
+      nlohmann::json::parse(R"({"type": "spp", "grid": [2, 4, 4], "in_dim": 5, "out_dim": 6, "summary_token": "max"})"),
+      "summary");
+  auto plain_cfg = cfg;
+  plain_cfg.summary_max = false;
+  projector::Projector<double> p(cfg), plain(plain_cfg);
+  CHECK(p.num_tokens() == 1 * 2 * 2 + 1);
+  Rng rng(3);
+  p.init(rng);
+  for (const auto& w : p.parameters().all()) plain.parameters().get(w.name()).value().copy_from(w.value());
+  const Tensor<double> x = Rng(4).normal<double>({2, 32, 5});
+  {
+    autograd::NoGradGuard no_grad;
+    const Tensor<double> y = p(autograd::Variable<double>(x)).value();
+    REQUIRE(y.shape() == Shape{2, 5, 6});
+    // The pooled tokens are the plain SPP's.
+    const Tensor<double> pooled = plain(autograd::Variable<double>(x)).value();
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t t = 0; t < 4; ++t)
+        for (int64_t c = 0; c < 6; ++c) CHECK(y.at(b, t, c) == pooled.at(b, t, c));
+    // The summary token, written out: h = max_n (W0 x_n + b0); y = W2 gelu(h) + b2.
+    const Tensor<double> w0 = p.parameters().get("projector.0.weight").value(), b0 = p.parameters().get("projector.0.bias").value();
+    const Tensor<double> w2 = p.parameters().get("projector.2.weight").value(), b2 = p.parameters().get("projector.2.bias").value();
+    for (int64_t b = 0; b < 2; ++b) {
+      std::vector<double> h(6, -1e300);
+      for (int64_t n = 0; n < 32; ++n)
+        for (int64_t c = 0; c < 6; ++c) {
+          double z = b0.at(c);
+          for (int64_t e = 0; e < 5; ++e) z += w0.at(c, e) * x.at(b, n, e);
+          h[size_t(c)] = std::max(h[size_t(c)], z);
+        }
+      for (int64_t o = 0; o < 6; ++o) {
+        double z = b2.at(o);
+        for (int64_t c = 0; c < 6; ++c) z += w2.at(o, c) * 0.5 * h[size_t(c)] * (1 + std::erf(h[size_t(c)] / std::sqrt(2.0)));
+        CHECK(std::abs(y.at(b, 4, o) - z) <= 1e-12 * (1 + std::abs(z)));
+      }
+    }
+  }
+  // Gradients into the input and every weight, through the pooled tokens and the max.
+  std::vector<autograd::Variable<double>> inputs{autograd::Variable<double>(x.clone(), true)};
+  for (const auto& w : p.parameters().all()) inputs.push_back(w);
+  CHECK(testing::gradcheck([&](const auto& in) { return p(in[0]); }, inputs) <= 1e-6);
+  // It survives the JSON round trip of the MLLM config, and bad values are refused.
+  CHECK_THROWS_AS(ProjectorConfig::from_json(nlohmann::json::parse(
+                      R"({"type": "spp", "grid": [2, 4, 4], "in_dim": 5, "out_dim": 6, "summary_token": "mean"})"), "bad"),
+                  Error);
+  CHECK(ProjectorConfig::from_json(nlohmann::json::parse(
+            R"({"type": "spp", "grid": [2, 4, 4], "in_dim": 5, "out_dim": 6, "summary_token": "max", "tokens_out": 5})"),
+            "tokens_out").num_tokens() == 5);
 }
 
 TEST_CASE("a ViT feeds a TokenPacker its tapped blocks end to end", "[projector]") {

@@ -168,4 +168,33 @@ TEST_CASE("run.json errors name the key", "[train][mllm_training]") {
   j = tiny_run("/tmp/unused");
   j["schedule"]["name"] = "exponential";
   CHECK_THAT(message(j), Catch::Contains("run.json: schedule"));
+  j = tiny_run("/tmp/unused");
+  j["region_weights"] = {{"chest", 0.5}, {"abdomen", 0.25}};
+  CHECK_THAT(message(j), Catch::Contains("sum to 1"));
+  j["region_weights"]["pelvis"] = 0.25;
+  CHECK(train::MllmRunConfig::from_json(j, "run.json").region_weights == data::RegionProbabilities{0.5, 0.25, 0.25});
+  j["region_weights"]["lungs"] = 0.0;
+  CHECK_THAT(message(j), Catch::Contains("unknown key 'lungs'"));
+  j = tiny_run("/tmp/unused");
+  j["new_model"]["projector_weights"] = "/nonexistent/projector.safetensors";
+  CHECK(train::MllmRunConfig::from_json(j, "run.json").new_model->projector_weights == "/nonexistent/projector.safetensors");
+}
+
+TEST_CASE("new_model.projector_weights: the projector starts from the file, not its random init", "[train][mllm_training]") {
+  const std::string dir = scratch("projector_seed");
+  fs::create_directories(dir);
+  train::NewMllmSpec spec = *train::MllmRunConfig::from_json(tiny_run(dir), "run.json").new_model;
+  const auto random = train::new_mllm<float>(spec, 5);
+  io::SafeTensorsWriter w;
+  for (const auto& p : random.projector_parameters().all()) w.add(p.name(), Tensor<float>::full(p.shape(), 0.25f));
+  spec.projector_weights = dir + "/projector.safetensors";
+  w.write(spec.projector_weights);
+  const auto seeded = train::new_mllm<float>(spec, 5);
+  for (const auto& p : seeded.projector_parameters().all()) {
+    INFO(p.name());
+    CHECK(p.value().to_vector() == std::vector<float>(size_t(p.value().numel()), 0.25f));
+  }
+  spec.projector_weights = dir + "/missing.safetensors";
+  CHECK_THROWS_AS(train::new_mllm<float>(spec, 5), Error);
+  fs::remove_all(dir);
 }

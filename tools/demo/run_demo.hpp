@@ -77,8 +77,45 @@ inline data::AmosDataset make_data(const DemoSettings& s, StageTimes& times) {
   return ds;
 }
 
-// 3: pretrains the encoder, prints held-out detection, saves the ViT's weights; returns the file.
-inline std::string run_stage1(const DemoSettings& s, const data::AmosDataset& ds, StageTimes& times) {
+// What stage 1 hands stage 2: the pretrained encoder and the projector to start from.
+struct Stage1Weights {
+  std::string vision, projector;
+};
+
+// Stage 2's projector: SPP pooling the 8x8x8 patch grid to 2x2x2 tokens, plus the summary token
+// (projector/spp.hpp) that carries each finding kind's strongest patch: a Llama trained from
+// scratch learned to read 9 visual tokens, not to pick the one pooled token of 64 showing a finding
+// (docs/DEMO.md).
+inline nlohmann::json projector_json(const DemoSettings& s) {
+  return {{"type", "spp"}, {"pool", s.projector_pool}, {"summary_token", "max"}, {"in_dim", s.vit_hidden},
+          {"out_dim", s.llm_hidden}};
+}
+
+// The projector stage 2 starts from: seeded as usual, with the first rows of its first layer set to
+// stage 1's patch classifier, so the summary token starts out as stage 1's detector (one channel
+// per patch class, maxed over the volume) and stage 2 trains from there.
+inline std::string write_projector_seed(const DemoSettings& s, const train::VisionPretrainingHeads<float>& heads) {
+  namespace fs = std::filesystem;
+  const vision::ViT3DConfig vc = vit_config(s);
+  projector::Projector<float> p(projector::ProjectorConfig::from_json(projector_json(s), "demo projector", vc.grid()));
+  Rng rng(data::derive_seed(s.seed, 13));
+  p.init(rng);
+  const Tensor<float> head_w = heads.parameters().get("patch_head.weight").value();
+  const Tensor<float> head_b = heads.parameters().get("patch_head.bias").value();
+  const Tensor<float> w = p.parameters().get("projector.0.weight").value(), b = p.parameters().get("projector.0.bias").value();
+  CTMLLM_CHECK(w.size(0) >= head_w.size(0), "demo: the LLM width ", w.size(0), " is below the ", head_w.size(0),
+               " patch classes the projector is seeded with");
+  w.slice(0, 0, head_w.size(0)).copy_from(head_w);
+  b.slice(0, 0, head_b.size(0)).copy_from(head_b);
+  const std::string file = (fs::path(s.out) / "projector_stage1.safetensors").string();
+  io::SafeTensorsWriter out;
+  for (const auto& q : p.parameters().all()) out.add(q.name(), q.value());
+  out.write(file);
+  return file;
+}
+
+// 3: pretrains the encoder, prints held-out detection, saves the ViT's weights and the projector seed.
+inline Stage1Weights run_stage1(const DemoSettings& s, const data::AmosDataset& ds, StageTimes& times) {
   namespace fs = std::filesystem;
   const auto t = Clock::now();
   const vision::ViT3DConfig vc = vit_config(s);
@@ -109,15 +146,15 @@ inline std::string run_stage1(const DemoSettings& s, const data::AmosDataset& ds
   std::printf("  held-out detection F1 (presence of each finding kind):");
   for (const auto& k : d.scores.per_kind) std::printf(" %s %.2f", k.kind.c_str(), k.f1);
   std::printf("; patches classed right %.1f%%  (%.1f s)\n", 100 * d.patch_accuracy, times.stage1);
-  const std::string file = (fs::path(s.out) / "vision_stage1.safetensors").string();
+  Stage1Weights out{(fs::path(s.out) / "vision_stage1.safetensors").string(), write_projector_seed(s, heads)};
   io::SafeTensorsWriter w;
   for (const auto& p : vit.parameters().all()) w.add(p.name(), p.value());
-  w.write(file);
-  return file;
+  w.write(out.vision);
+  return out;
 }
 
 // 4: the run config of stage 2 — what `ctmllm train --config` would read.
-inline train::MllmRunConfig stage2_config(const DemoSettings& s, const std::string& vision_weights) {
+inline train::MllmRunConfig stage2_config(const DemoSettings& s, const Stage1Weights& stage1) {
   namespace fs = std::filesystem;
   const vision::ViT3DConfig vc = vit_config(s);
   train::NewMllmSpec spec;
@@ -128,7 +165,7 @@ inline train::MllmRunConfig stage2_config(const DemoSettings& s, const std::stri
                  {"num_layers", vc.num_layers},
                  {"num_heads", vc.num_heads},
                  {"mlp_dim", vc.mlp_dim}}},
-               {"projector", {{"type", "spp"}, {"pool", 2}, {"in_dim", vc.hidden_size}, {"out_dim", s.llm_hidden}}}};
+               {"projector", projector_json(s)}};
   spec.tokenizer = (fs::path(s.out) / "tokenizer").string();
   // The LLM's vocabulary is the tokenizer's (new_mllm adds room for the special tokens).
   const int64_t vocab = int64_t(text::Tokenizer::from_file(spec.tokenizer).vocab_size());
@@ -143,13 +180,15 @@ inline train::MllmRunConfig stage2_config(const DemoSettings& s, const std::stri
               {"rms_norm_eps", 1e-5},
               {"rope_theta", 10000.0},
               {"tie_word_embeddings", false}};
-  spec.vision_weights = vision_weights;
+  spec.vision_weights = stage1.vision;
+  spec.projector_weights = stage1.projector;
   train::MllmRunConfig c;
   c.new_model = spec;
   c.dataset = (fs::path(s.out) / "data" / "dataset.json").string();
   c.output_dir = (fs::path(s.out) / "mllm").string();
   c.finetune.mode = train::FineTuneMode::full;  // the LLM starts from nothing: all of it learns
   c.vision_trainable = false;                    // stage 1's encoder is kept as pretrained
+  c.region_weights = {1.0 / 3, 1.0 / 3, 1.0 / 3};  // the phantoms' findings are spread over the regions
   c.optimizer = {.lr = s.stage2_lr, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-8, .weight_decay = 0.0};
   c.schedule = train::ScheduleKind::cosine;
   c.warmup_ratio = 0.05;
@@ -249,11 +288,11 @@ inline eval::ReportScores run_demo(const DemoSettings& s) {
   fs::create_directories(s.out);
   StageTimes times;
   const data::AmosDataset ds = make_data(s, times);
-  const std::string vision_weights = run_stage1(s, ds, times);
+  const Stage1Weights stage1 = run_stage1(s, ds, times);
 
   auto t = Clock::now();
-  const train::MllmRunConfig rc = stage2_config(s, vision_weights);
-  std::printf("stage 2: training the MLLM (frozen ViT, SPP projector, Llama %lldx%lld from scratch), %d steps of %d\n",
+  const train::MllmRunConfig rc = stage2_config(s, stage1);
+  std::printf("stage 2: training the MLLM (frozen ViT, SPP projector + summary token, Llama %lldx%lld from scratch), %d steps of %d\n",
               (long long)s.llm_layers, (long long)s.llm_hidden, s.stage2_steps, s.stage2_batch);
   std::fflush(stdout);
   const train::MllmRunSummary summary = train::train_mllm(rc);

@@ -31,18 +31,22 @@ struct PlannedItem {
 
 class BatchPlan {
  public:
-  // present[i]: which regions case i has findings for.
-  BatchPlan(std::vector<std::array<bool, 3>> present, int64_t batch_size, uint64_t seed, bool drop_last = false)
-      : present_(std::move(present)), batch_size_(batch_size), seed_(seed), drop_last_(drop_last) {
+  // present[i]: which regions case i has findings for; region_weights: the draw when all three are.
+  BatchPlan(std::vector<std::array<bool, 3>> present, int64_t batch_size, uint64_t seed, bool drop_last = false,
+            RegionProbabilities region_weights = kPaperRegionWeights)
+      : present_(std::move(present)), batch_size_(batch_size), seed_(seed), drop_last_(drop_last),
+        region_weights_(region_weights) {
     CTMLLM_CHECK(batch_size > 0, "BatchPlan: batch_size must be positive, got ", batch_size);
+    check_region_weights(region_weights, "BatchPlan");
     for (size_t i = 0; i < present_.size(); ++i)
       if (present_[i][0] || present_[i][1] || present_[i][2]) eligible_.push_back(i);
     CTMLLM_CHECK(!eligible_.empty(), "BatchPlan: none of the ", present_.size(), " cases has findings text");
     CTMLLM_CHECK(!drop_last || int64_t(eligible_.size()) >= batch_size, "BatchPlan: ", eligible_.size(),
                  " trainable cases make no full batch of ", batch_size, " with drop_last");
   }
-  BatchPlan(const std::vector<AmosCase>& cases, int64_t batch_size, uint64_t seed, bool drop_last = false)
-      : BatchPlan(presence_of(cases), batch_size, seed, drop_last) {}
+  BatchPlan(const std::vector<AmosCase>& cases, int64_t batch_size, uint64_t seed, bool drop_last = false,
+            RegionProbabilities region_weights = kPaperRegionWeights)
+      : BatchPlan(presence_of(cases), batch_size, seed, drop_last, region_weights) {}
 
   int64_t batch_size() const { return batch_size_; }
   uint64_t seed() const { return seed_; }
@@ -75,7 +79,7 @@ class BatchPlan {
       const uint64_t key = derive_seed(batch_key, uint64_t(j - lo));
       const size_t c = o[size_t(j)];
       const double u = Rng(derive_seed(key, 0)).uniform_at(0);
-      const std::optional<Region> r = pick_region(region_probabilities(present_[c]), u);
+      const std::optional<Region> r = pick_region(region_probabilities(present_[c], region_weights_), u);
       items.push_back(PlannedItem{c, *r, derive_seed(key, 1)});  // eligible cases always give a region
     }
     return items;
@@ -99,6 +103,7 @@ class BatchPlan {
   int64_t batch_size_;
   uint64_t seed_;
   bool drop_last_;
+  RegionProbabilities region_weights_;
 };
 
 }  // namespace ctmllm::data

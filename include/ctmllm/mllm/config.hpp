@@ -187,6 +187,7 @@ struct MllmConfig {
         pj["pool"] = p.pool;
         pj["layer_type"] = p.mlp ? "mlp" : "linear";
         pj["layer_num"] = p.layer_num;
+        pj["summary_token"] = p.summary_max ? "max" : "none";
         break;
       case projector::ProjectorType::mlp_mix: pj["tokens_out"] = p.tokens_out; break;
       case projector::ProjectorType::linear: break;

@@ -5,7 +5,9 @@
 //   grid          [d, h, w]: the ViT's patch grid; N = d·h·w input tokens   (required unless given)
 //   in_dim        the ViT width E; out_dim: the LLM width H                          (required)
 //   spp:          pool (int or [3], default 2), layer_type "mlp" | "linear" (default "mlp"),
-//                 layer_num (default 2), tokens_out (optional: checked against the pooled grid)
+//                 layer_num (default 2), summary_token "none" | "max" (default "none"; a ctmllm
+//                 extension, see spp.hpp), tokens_out (optional: checked against the pooled grid
+//                 plus the summary token)
 //   mlp_mix:      tokens_out M (required)
 //   token_packer: embed_dim (1024), num_heads (8), scale (int or [3], default 2),
 //                 feature_layers ([5, 7, 10, 11]), norm_eps (1e-6)
@@ -43,6 +45,7 @@ struct ProjectorConfig {
   std::array<int64_t, 3> pool{2, 2, 2};
   bool mlp = true;        // layer_type "mlp": GELU between the Linears; "linear": none
   int64_t layer_num = 2;  // number of Linears
+  bool summary_max = false;  // summary_token "max": one more token after the pooled ones
   // mlp_mix
   int64_t tokens_out = 256;
   // token_packer
@@ -58,7 +61,7 @@ struct ProjectorConfig {
     switch (type) {
       case ProjectorType::spp: {
         const Shape pooled = ops::avg_pool3d_output_shape({1, 1, grid[0], grid[1], grid[2]}, pool, pool);
-        return pooled[2] * pooled[3] * pooled[4];
+        return pooled[2] * pooled[3] * pooled[4] + (summary_max ? 1 : 0);
       }
       case ProjectorType::mlp_mix: return tokens_out;
       case ProjectorType::linear: return tokens_in();
@@ -122,6 +125,10 @@ struct ProjectorConfig {
                    layer_type, "'");
       c.mlp = layer_type == "mlp";
       c.layer_num = f.integer("layer_num", c.layer_num);
+      const std::string summary = f.string("summary_token", "none");
+      CTMLLM_CHECK(summary == "none" || summary == "max", source, ": summary_token must be 'none' or 'max', got '",
+                   summary, "'");
+      c.summary_max = summary == "max";
     }
     if (c.type == ProjectorType::mlp_mix) c.tokens_out = f.integer("tokens_out");
     if (c.type == ProjectorType::token_packer) {
@@ -137,7 +144,7 @@ struct ProjectorConfig {
     c.validate(source);
     if (c.type == ProjectorType::spp && f.has("tokens_out"))
       CTMLLM_CHECK(f.integer("tokens_out") == c.num_tokens(), source, ": tokens_out ", f.integer("tokens_out"),
-                   " disagrees with the ", c.num_tokens(), " tokens that pool gives on grid");
+                   " disagrees with the ", c.num_tokens(), " tokens that pool (and summary_token) give on grid");
     return c;
   }
   static ProjectorConfig from_file(const std::string& path,

@@ -3,7 +3,15 @@
 //   tokens [B, N, E] -> grid [B, E, d, h, w] -> avg_pool3d(pool, stride pool) -> [B, N', E]
 //   -> projector.0 Linear(E -> H) [-> GELU -> projector.2 Linear(H -> H) ...]
 // With the paper's sizes: 2048 tokens on 8×16×16, pool 2 -> 256 tokens on 4×8×8.
+//
+// summary_token "max" (a ctmllm extension; M3D has none) appends one token:
+//   projector.0 applied to every input token -> max over the N tokens, per channel -> the rest of the stack
+// Each channel of it is a learned linear read-out of the tokens, maxed over the whole volume: a
+// multiple-instance detector, so a finding seen in one patch reaches the LLM in one token at a fixed
+// place instead of diluted by the pooling (docs/PROJECTORS.md). Measured in the demo: a Llama trained
+// from scratch did not learn to pick one pooled token out of 64, and did read the summary token.
 #include "ctmllm/autograd/pool3d.hpp"
+#include "ctmllm/autograd/reduce.hpp"
 #include "ctmllm/autograd/shape_ops.hpp"
 #include "ctmllm/projector/config.hpp"
 #include "ctmllm/projector/linear.hpp"
@@ -33,10 +41,19 @@ class SpatialPoolingProjector {
     const Var grid = autograd::reshape(autograd::transpose(tokens, 1, 2), {b, e, c.grid[0], c.grid[1], c.grid[2]});
     const Var pooled = autograd::avg_pool3d(grid, c.pool, c.pool);  // [B, E, d', h', w']
     // "b d p1 p2 p3 -> b (p1 p2 p3) d": a strided view; the Linear reads it in place.
-    return projector_(autograd::transpose(autograd::reshape(pooled, {b, e, -1}), 1, 2));
+    const Var out = projector_(autograd::transpose(autograd::reshape(pooled, {b, e, -1}), 1, 2));
+    if (!c.summary_max) return out;
+    return autograd::concat(std::vector<Var>{out, summary_token(tokens)}, 1);
   }
 
  private:
+  // tokens [B, N, E] -> [B, 1, H]: max over tokens of projector.0, then the rest of the stack.
+  Var summary_token(const Var& tokens) const {
+    Var x = autograd::max(projector_.layers[0](tokens), 1, true).values;
+    for (size_t i = 1; i < projector_.layers.size(); ++i) x = projector_.layers[i](projector_.gelu ? autograd::gelu(x) : x);
+    return x;
+  }
+
   ProjectorConfig config_;
   autograd::Parameters<T, D> params_;
   LinearStack<T, D> projector_;

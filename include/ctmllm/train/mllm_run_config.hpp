@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ctmllm/data/region_sampling.hpp"
 #include "ctmllm/io/hf_config.hpp"
 #include "ctmllm/train/adamw.hpp"
 #include "ctmllm/train/finetune.hpp"
@@ -31,6 +32,7 @@ struct NewMllmSpec {
   std::string tokenizer;
   std::vector<std::string> special_tokens{"<im_patch>", "<bx_start>", "<bx_end>"};  // the first is the image token
   std::string vision_weights;  // a pretrained encoder (ViT3D::load_file: safetensors, .bin, folder); "" = random
+  std::string projector_weights;  // a projector to start from (Projector::load_file), e.g. an alignment stage's; "" = random
 };
 
 struct MllmRunConfig {
@@ -47,6 +49,7 @@ struct MllmRunConfig {
   int64_t batch_size = 2, grad_accum = 1, max_length = 768;
   double clip_norm = 1.0;
   bool augmentation = true;
+  data::RegionProbabilities region_weights = data::kPaperRegionWeights;  // the draw when a case has all three regions
   std::optional<bool> segmentation_mask;  // unset: what the model's config says
   bool cache_volumes = true;
   int64_t save_every = 0, eval_every = 0;
@@ -61,7 +64,7 @@ struct MllmRunConfig {
     check_keys(j, source,
                {"model", "new_model", "dataset", "output_dir", "finetune", "vision_trainable", "projector_trainable",
                 "optimizer", "schedule", "steps", "epochs", "batch_size", "grad_accum", "max_length", "clip_norm",
-                "augmentation", "segmentation_mask", "cache_volumes", "save_every", "eval_every", "keep_last", "seed",
+                "augmentation", "region_weights", "segmentation_mask", "cache_volumes", "save_every", "eval_every", "keep_last", "seed",
                 "resume", "threads", "prefetch"});
     const io::JsonFields f(j, source);
     const auto path = [&](const std::string& p) {
@@ -113,6 +116,12 @@ struct MllmRunConfig {
     c.clip_norm = f.number("clip_norm", c.clip_norm);
     CTMLLM_CHECK(c.clip_norm >= 0, source, ": 'clip_norm' must be >= 0 (0: no clipping)");
     c.augmentation = f.boolean("augmentation", true);
+    if (f.has("region_weights")) {
+      const io::JsonFields w = f.object("region_weights");
+      check_keys(j["region_weights"], w.source(), {"chest", "abdomen", "pelvis"});
+      for (data::Region r : data::kRegions) c.region_weights[size_t(r)] = w.number(data::region_name(r), 0.0);
+      data::check_region_weights(c.region_weights, w.source());
+    }
     if (f.has("segmentation_mask")) c.segmentation_mask = f.boolean("segmentation_mask", false);
     c.cache_volumes = f.boolean("cache_volumes", true);
     c.save_every = f.integer("save_every", 0);
@@ -146,7 +155,7 @@ struct MllmRunConfig {
 
   template <class Path>
   static NewMllmSpec parse_new_model(const io::JsonFields& f, const nlohmann::json& j, const Path& path) {
-    check_keys(j, f.source(), {"mllm", "llm", "tokenizer", "special_tokens", "vision_weights"});
+    check_keys(j, f.source(), {"mllm", "llm", "tokenizer", "special_tokens", "vision_weights", "projector_weights"});
     NewMllmSpec s;
     CTMLLM_CHECK(f.has("mllm") && j["mllm"].is_object() && f.has("llm") && j["llm"].is_object(), f.source(),
                  ": needs 'mllm' (the MLLM config) and 'llm' (a Hugging Face config.json) objects");
@@ -156,6 +165,7 @@ struct MllmRunConfig {
     s.llm = j["llm"];
     s.tokenizer = path(f.string("tokenizer"));
     if (f.has("vision_weights")) s.vision_weights = path(f.string("vision_weights"));
+    if (f.has("projector_weights")) s.projector_weights = path(f.string("projector_weights"));
     if (f.has("special_tokens")) {
       const nlohmann::json& t = j["special_tokens"];
       CTMLLM_CHECK(t.is_array() && !t.empty(), f.source(), ": 'special_tokens' must be a non-empty list (the image token first)");

@@ -27,7 +27,7 @@
 namespace ctmllm::train {
 
 // A model built from new_model: random LLM weights (llm::RandomWeights), a freshly initialised ViT
-// (or the pretrained encoder of vision_weights) and projector, all seeded by `seed`, and the special
+// and projector (or those of vision_weights and projector_weights), all seeded by `seed`, and the special
 // tokens added (the LLM's vocabulary made large enough for them up front, so image_token_id is
 // valid when the model is assembled).
 template <class T = float, class D = Cpu>
@@ -46,6 +46,7 @@ mllm::Model<T, D> new_mllm(const NewMllmSpec& spec, uint64_t seed) {
   Rng rng(data::derive_seed(seed, 2));
   model.init(rng);
   if (!spec.vision_weights.empty()) model.vision().load_file(spec.vision_weights);
+  if (!spec.projector_weights.empty()) model.projector().load_file(spec.projector_weights);
   model.set_tokenizer(std::move(tok), spec.tokenizer);
   const std::vector<int32_t> added = model.add_special_tokens(spec.special_tokens);
   CTMLLM_CHECK(added == ids, "new_model: the special tokens got other ids in the model's tokenizer");
@@ -97,7 +98,7 @@ inline MllmRunSummary train_mllm(const MllmRunConfig& c, std::ostream* progress 
 
   const data::AmosDataset ds = data::read_amos_dataset(c.dataset);
   CTMLLM_CHECK(!ds.training.empty(), c.dataset, ": no training cases");
-  const data::BatchPlan plan(ds.training, c.batch_size, c.seed);
+  const data::BatchPlan plan(ds.training, c.batch_size, c.seed, /*drop_last=*/false, c.region_weights);
   data::CtSampleOptions so;
   so.preprocess = model.config().preprocess;
   so.cache = c.cache_volumes;

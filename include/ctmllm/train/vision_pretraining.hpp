@@ -191,6 +191,7 @@ class VisionPretrainingHeads {
     context_head_.init(rng);
   }
   autograd::Parameters<T, D>& parameters() { return params_; }
+  const autograd::Parameters<T, D>& parameters() const { return params_; }
 
   // Patch-class logits [B, N, kNumPatchClasses] from tokens [B, N, E].
   Var patch_logits(const Var& tokens) const { return patch_head_(tokens); }
