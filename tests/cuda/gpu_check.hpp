@@ -33,6 +33,18 @@ Tensor<T, Cpu> random_normal(Rng& rng, const Shape& s, double std = 1.0) {
   return rng.normal<float>(s, 0.0, std).to<T>();
 }
 
+// Runs f(T{}, seed) for float, bfloat16 and float16 on one fresh seed (printed on failure), with
+// new device blocks poisoned.
+template <class F>
+void for_each_dtype(F&& f) {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  PoisonDeviceMemory poison;
+  f(float{}, seed);
+  f(bf16{}, seed);
+  f(ctmllm::half{}, seed);  // qualified: CUDA's headers declare a global half too
+}
+
 template <class T>
 double gpu_error(const Tensor<T, Cuda>& gpu, const Tensor<T, Cpu>& ref) {
   REQUIRE(gpu.shape() == ref.shape());

@@ -101,16 +101,6 @@ void check_masked_fill_and_add(uint64_t seed) {
   CTMLLM_CHECK_GPU(T, gdst, dst);
 }
 
-template <class F>
-void for_each_dtype(F&& f) {
-  const uint64_t seed = fresh_seed();
-  INFO("seed " << seed);
-  PoisonDeviceMemory poison;
-  f(float{}, seed);
-  f(bf16{}, seed);
-  f(ctmllm::half{}, seed);  // qualified: CUDA's headers declare a global half too
-}
-
 }  // namespace
 
 TEST_CASE("cuda binary ops and their gradients match the CPU", "[cuda][ops]") {

@@ -72,16 +72,6 @@ void check_linear(uint64_t seed) {
   CTMLLM_CHECK_GPU(T, g.db, r.db);
 }
 
-template <class F>
-void for_each_dtype(F&& f) {
-  const uint64_t seed = fresh_seed();
-  INFO("seed " << seed);
-  PoisonDeviceMemory poison;
-  f(float{}, seed);
-  f(bf16{}, seed);
-  f(ctmllm::half{}, seed);  // qualified: CUDA's headers declare a global half too
-}
-
 }  // namespace
 
 TEST_CASE("cuda matmul with transposed operands and its backward match the CPU", "[cuda][ops]") {
