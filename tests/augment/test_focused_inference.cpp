@@ -1,5 +1,5 @@
 // Focused inference with a fake model: yes/no parsing, which sentences are prepended and in what
-// order, the paper's defaults and the JSON config.
+// order, the paper's defaults and the JSON config, the conversation a question is asked in.
 #include <string>
 #include <vector>
 
@@ -90,4 +90,17 @@ TEST_CASE("focused inference: JSON config", "[augment][focused]") {
   CHECK_THROWS_AS(bad(R"({"regions": {"chest": {"questions": [{"question": "q", "sentence": " "}]}}})"), Error);
   CHECK_THROWS_AS(bad(R"({"regions": {"chest": {"prompt": "x"}}})"), Error);
   CHECK_THROWS_AS(FocusedInferenceConfig::load("/nonexistent/fi.json"), Error);
+}
+
+TEST_CASE("focused inference: the conversation a question is asked in", "[augment][focused]") {
+  const FocusedInferenceConfig config = FocusedInferenceConfig::defaults();
+  const auto m = focused_messages(config.region("chest"), "Is there a cyst?");
+  REQUIRE(m.size() == 2);
+  CHECK(m[0].role == "system");
+  CHECK(m[0].content == config.region("chest").system_prompt);
+  CHECK(m[1].role == "user");
+  CHECK(m[1].content == "Is there a cyst?");
+  const auto bare = focused_messages(FocusedRegion{}, "Is there a cyst?");  // no system prompt: the question alone
+  REQUIRE(bare.size() == 1);
+  CHECK(bare[0].role == "user");
 }

@@ -1,6 +1,6 @@
 // AMOS-MM layout: a synthetic dataset written and read back (images, masks, label maps, reports,
-// finding lists), byte-identical for a seed whatever the thread count, the AMOS-MM inline-report
-// form, and ctmllm::Error naming the path for missing or malformed files.
+// finding lists, questions), byte-identical for a seed whatever the thread count, the AMOS-MM
+// inline-report form, and ctmllm::Error naming the path for missing or malformed files.
 #include <unistd.h>
 
 #include <filesystem>
@@ -88,6 +88,10 @@ TEST_CASE("a synthetic dataset reads back as the phantoms and reports that made 
     const std::vector<Finding> listed = read_finding_list(c.finding_list);
     REQUIRE(listed.size() == p.findings.size());
     for (size_t k = 0; k < listed.size(); ++k) CHECK(finding_to_json(listed[k]) == finding_to_json(p.findings[k]));
+    CHECK(c.question_list.ends_with(std::string(i < 3 ? "questionsTr/" : "questionsVa/") + c.id + ".json"));
+    const std::vector<Question> asked = write_questions(p.findings, derive_seed(seed, 8));
+    REQUIRE(c.questions.size() == asked.size());
+    for (size_t k = 0; k < asked.size(); ++k) CHECK(question_to_json(c.questions[k]) == question_to_json(asked[k]));
     if (i < 3)
       for (const Finding& f : listed) ++train_counts[size_t(f.kind)];
   }
@@ -114,7 +118,7 @@ TEST_CASE("a dataset is byte-identical for a seed, whatever the thread count", "
     CHECK(bytes_of(entry.path()) == bytes_of(fs::path(b) / rel));
     ++files;
   }
-  CHECK(files == 2 + 5 * 5);
+  CHECK(files == 2 + 5 * 6);
   CHECK(bytes_of(fs::path(a) / "imagesTr/phantom_0001.nii.gz") !=
         bytes_of(fs::path(c) / "imagesTr/phantom_0001.nii.gz"));
   for (const auto& d : {a, b, c}) fs::remove_all(d);
@@ -147,7 +151,8 @@ TEST_CASE("missing and malformed files raise an Error naming the path", "[data_w
   const std::string json = dir + "/dataset.json";
 
   for (const char* file : {"masksTr/phantom_0002.nii.gz", "imagesVa/phantom_0005.nii.gz", "reportsTr/phantom_0001.json",
-                           "labelsVa/phantom_0004.nii.gz", "findingsTr/phantom_0003.json"}) {
+                           "labelsVa/phantom_0004.nii.gz", "findingsTr/phantom_0003.json",
+                           "questionsVa/phantom_0005.json"}) {
     const fs::path victim = fs::path(dir) / file, saved = victim.string() + ".saved";
     fs::rename(victim, saved);
     const std::string msg = message_of([&] { read_amos_dataset(json); });

@@ -1,7 +1,7 @@
 // The training data pipeline: the paper's region rule (0.7/0.2/0.1 when all three regions are
 // present, uniform among the present ones otherwise), the batch plan as a pure function of
-// (seed, epoch, k), the sample loader with seeded intensity augmentation, and the prefetch thread
-// (order, forwarded errors, shutdown).
+// (seed, epoch, k) with or without question-answer items, the sample loader with seeded intensity
+// augmentation, and the prefetch thread (order, forwarded errors, shutdown).
 #include <unistd.h>
 
 #include <atomic>
@@ -132,6 +132,59 @@ TEST_CASE("batch plan: a pure function of (seed, epoch, k) covering each epoch o
   CHECK_THROWS_AS(BatchPlan(cases, 0, 0), Error);
 }
 
+TEST_CASE("batch plan with questions: the vqa fraction's frequency, uniform questions, a pure function", "[data][plan]") {
+  std::vector<AmosCase> cases;
+  for (int i = 0; i < 8; ++i) cases.push_back(make_case(std::to_string(i), "c", "a", "p"));
+  for (size_t i = 0; i < 4; ++i)  // cases 0-3 have i + 1 questions, 4-7 none
+    for (size_t q = 0; q <= i; ++q) cases[i].questions.push_back({"Question " + std::to_string(q) + "?", "Yes.", {}, {}});
+  const double fraction = 0.3;
+  const BatchPlan plan(cases, 4, 17, false, kPaperRegionWeights, fraction), plain(cases, 4, 17);
+  const int epochs = 4000;  // 16000 items of cases with questions: binomial std 0.0036
+  int with_questions = 0, asked = 0;
+  std::array<std::array<int, 4>, 4> picked{};  // [case][question]
+  for (int64_t e = 0; e < epochs; ++e)
+    for (int64_t k = 0; k < plan.batches_per_epoch(); ++k) {
+      const auto items = plan.batch(e, k), base = plain.batch(e, k);
+      REQUIRE(items.size() == base.size());
+      for (size_t j = 0; j < items.size(); ++j) {
+        const PlannedItem& it = items[j];
+        // Questions draw from their own stream: regions and augmentation seeds are those of a plan without.
+        REQUIRE(it.case_index == base[j].case_index);
+        REQUIRE(it.region == base[j].region);
+        REQUIRE(it.augment_seed == base[j].augment_seed);
+        REQUIRE(!base[j].question);
+        const size_t n = cases[it.case_index].questions.size();
+        if (n == 0) {
+          REQUIRE(!it.question);  // cases without questions always give report items
+          continue;
+        }
+        ++with_questions;
+        if (!it.question) continue;
+        REQUIRE(*it.question < n);
+        ++asked;
+        ++picked[it.case_index][*it.question];
+      }
+    }
+  CHECK(double(asked) / with_questions == Catch::Approx(fraction).margin(0.012));
+  for (size_t c = 0; c < 4; ++c) {
+    int total = 0;
+    for (int n : picked[c]) total += n;
+    for (size_t q = 0; q <= c; ++q) CHECK(double(picked[c][q]) / total == Catch::Approx(1.0 / double(c + 1)).margin(0.04));
+  }
+  // A fresh plan gives the same items, by (epoch, k) or by global index; fractions 0 and 1.
+  const BatchPlan again(cases, 4, 17, false, kPaperRegionWeights, fraction);
+  for (int64_t index : {0, 5, 77}) {
+    const auto a = plan.batch(index), b = again.batch(index);
+    for (size_t j = 0; j < a.size(); ++j) CHECK(a[j].question == b[j].question);
+  }
+  const BatchPlan always(cases, 4, 17, false, kPaperRegionWeights, 1.0);
+  for (int64_t k = 0; k < always.batches_per_epoch(); ++k)
+    for (const PlannedItem& it : always.batch(3, k)) CHECK(bool(it.question) == !cases[it.case_index].questions.empty());
+  CHECK_THROWS_AS(BatchPlan(cases, 4, 17, false, kPaperRegionWeights, 1.5), Error);
+  CHECK_THROWS_AS(BatchPlan(std::vector<std::array<bool, 3>>{{true, true, true}}, 1, 0, false, kPaperRegionWeights, {1, 2}, 0.5),
+                  Error);
+}
+
 TEST_CASE("sample loader: preprocessed CT, seeded augmentation, region text", "[data][loader]") {
   const fs::path dir = fs::temp_directory_path() / ("ctmllm_loader_" + std::to_string(::getpid()));
   fs::remove_all(dir);
@@ -174,6 +227,18 @@ TEST_CASE("sample loader: preprocessed CT, seeded augmentation, region text", "[
   std::vector<AmosCase> missing = cases;
   missing[0].image = (dir / "nope.nii.gz").string();
   CHECK_THROWS_WITH(CtSampleLoader(missing, o).load(item), Catch::Contains("case ct") && Catch::Contains("nope.nii.gz"));
+
+  // A question item carries its question; a report item none.
+  std::vector<AmosCase> asked = cases;
+  asked[0].questions = {{"Is there a cyst?", "No.", Region::abdomen, {}}, {"Is there a stone?", "Yes.", {}, {}}};
+  CHECK(!CtSampleLoader(asked, o).load(item).question);
+  PlannedItem question_item = item;
+  question_item.question = 1;
+  const CtSample q = CtSampleLoader(asked, o).load(question_item);
+  REQUIRE(q.question);
+  CHECK(q.question->question == "Is there a stone?");
+  question_item.question = 2;
+  CHECK_THROWS_WITH(CtSampleLoader(asked, o).load(question_item), Catch::Contains("case ct has no question 2"));
   fs::remove_all(dir);
 }
 

@@ -1,7 +1,8 @@
 // train::train_mllm end to end on a tiny synthetic AMOS-MM dataset and a tiny new model: the run
 // folder holds the model, checkpoints, log and loss curve; the saved model loads and writes
 // reports; a run stopped at a checkpoint and resumed logs the same losses as an uninterrupted one;
-// run.json errors name the key.
+// run.json errors name the key; question-answer samples (run.json "vqa"): their tokens and labels,
+// the answer weight's loss by hand and its exact accumulation, and a resumed run with them.
 #include <unistd.h>
 
 #include <cmath>
@@ -9,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "ctmllm/autograd/backward.hpp"
 #include "ctmllm/data/synthetic_dataset.hpp"
 #include "ctmllm/mllm/report.hpp"
 #include "ctmllm/train/mllm_training.hpp"
@@ -79,6 +81,38 @@ std::vector<double> logged_losses(const std::string& log) {
     if (j.contains("loss")) out.push_back(j["loss"].get<double>());
   }
   return out;
+}
+
+// The tiny run's new model, its LLM parameters all trainable.
+mllm::Model<float> tiny_model() {
+  mllm::Model<float> m = train::new_mllm<float>(*train::MllmRunConfig::from_json(tiny_run("/tmp/unused"), "run.json").new_model, 5);
+  for (autograd::Variable<float> p : m.llm().parameters().all()) p.set_requires_grad(true);
+  return m;
+}
+
+data::CtSample tiny_sample(uint64_t seed, const std::string& findings, std::optional<data::Question> q = std::nullopt) {
+  data::CtSample s;
+  s.case_id = "x";
+  s.region = data::Region::chest;
+  s.image = Rng(seed).uniform<float>({1, 1, 16, 32, 32}, 0.0, 1.0);
+  s.findings = findings;
+  s.question = std::move(q);
+  return s;
+}
+
+// The cross-entropy of every kept label of row `r`, from the logits by hand, summed in double.
+double summed_ce(const Tensor<float, Cpu>& logits, const Tensor<int64_t, Cpu>& labels, int64_t r) {
+  double sum = 0;
+  const int64_t S = logits.size(1), V = logits.size(2);
+  for (int64_t t = 0; t + 1 < S; ++t) {
+    const int64_t y = labels.at(r, t + 1);
+    if (y == -100) continue;
+    double mx = -1e300, z = 0;
+    for (int64_t v = 0; v < V; ++v) mx = std::max(mx, double(logits.at(r, t, v)));
+    for (int64_t v = 0; v < V; ++v) z += std::exp(double(logits.at(r, t, v)) - mx);
+    sum += mx + std::log(z) - double(logits.at(r, t, y));
+  }
+  return sum;
 }
 
 }  // namespace
@@ -197,4 +231,180 @@ TEST_CASE("new_model.projector_weights: the projector starts from the file, not 
   spec.projector_weights = dir + "/missing.safetensors";
   CHECK_THROWS_AS(train::new_mllm<float>(spec, 5), Error);
   fs::remove_all(dir);
+}
+
+TEST_CASE("a question sample is the focused-inference conversation with only the answer labelled", "[train][mllm_training][vqa]") {
+  const auto model = tiny_model();
+  const augment::FocusedInferenceConfig focused = augment::FocusedInferenceConfig::defaults();
+  const data::Question yes_no{"Is there a pleural effusion?", "Yes.", data::Region::chest, {}};
+  const data::Question choice{"Which organ is enlarged?", "B", std::nullopt, {{"A", "Liver"}, {"B", "Spleen"}}};
+  const train::MllmBatch b = train::make_mllm_batch(
+      model, {tiny_sample(1, "The lungs are clear."), tiny_sample(2, "", yes_no), tiny_sample(3, "", choice)}, 96, focused);
+  CHECK(b.question_rows == std::vector<bool>{false, true, true});
+
+  const mllm::SpecialIds special = mllm::SpecialIds::of(model);
+  const auto expect_row = [&](int64_t r, const std::vector<text::ChatMessage>& messages, const std::string& answer) {
+    std::vector<int64_t> ids = mllm::prompt_ids(model, messages);
+    const size_t prompt = ids.size();
+    for (int32_t id : model.tokenizer().encode(answer, false)) ids.push_back(id);
+    ids.push_back(special.eos);
+    for (size_t t = 0; t < ids.size(); ++t) {
+      INFO("row " << r << ", token " << t);
+      CHECK(b.tokens.input_ids.at(r, int64_t(t)) == ids[t]);
+      CHECK(b.tokens.labels.at(r, int64_t(t)) == (t < prompt ? -100 : ids[t]));
+    }
+    for (int64_t t = int64_t(ids.size()); t < b.tokens.labels.size(1); ++t) CHECK(b.tokens.labels.at(r, t) == -100);
+  };
+  // Exactly what `ctmllm report --focused` sends: the region's system prompt, then the question.
+  const std::vector<text::ChatMessage> asked = augment::focused_messages(focused.region("chest"), yes_no.question);
+  REQUIRE(asked.size() == 2);
+  CHECK(asked[0].content == focused.region("chest").system_prompt);
+  expect_row(1, asked, "Yes.");
+  // A question without a region is the user turn alone; a multiple-choice one lists its choices.
+  expect_row(2, {{"user", "Which organ is enlarged? Choices: A. Liver B. Spleen"}}, "B. Spleen");
+  expect_row(0, mllm::region_messages(model, "chest"), "The lungs are clear.");
+  CHECK(mllm::prompt_ids(model, asked) != mllm::prompt_ids(model, {{"user", yes_no.question}}));
+}
+
+TEST_CASE("answer_weight scales the question answers' cross-entropy and keeps accumulation exact", "[train][mllm_training][vqa]") {
+  const auto model = tiny_model();
+  const augment::FocusedInferenceConfig focused = augment::FocusedInferenceConfig::defaults();
+  const std::vector<data::CtSample> samples = {
+      tiny_sample(1, "The lungs are clear. No pleural effusion is seen."),
+      tiny_sample(2, "", data::Question{"Is there a pleural effusion?", "Yes.", data::Region::chest, {}})};
+  const train::MllmBatch b = train::make_mllm_batch(model, samples, 96, focused);
+  mllm::MllmInput<float> in;
+  in.input_ids = b.tokens.input_ids;
+  in.ct = b.ct;
+  in.attention_mask = b.tokens.attention_mask;
+  Tensor<float, Cpu> logits;
+  {
+    autograd::NoGradGuard no_grad;
+    logits = model.forward(in).logits.value();
+  }
+  const double report = summed_ce(logits, b.tokens.labels, 0), answer = summed_ce(logits, b.tokens.labels, 1);
+  const double n = double(b.tokens.answer_tokens);
+  REQUIRE(n == double(llm::causal_lm_target_count(b.tokens.labels)));
+  for (double w : {1.0, 3.0, 0.5}) {
+    INFO("answer_weight " << w);
+    const double loss = train::mllm_loss(model, b, w).value().item();
+    CHECK(loss == Catch::Approx((report + w * answer) / n).epsilon(2e-6));
+  }
+  in.labels = b.tokens.labels;
+  CHECK(train::mllm_loss(model, b, 1.0).value().item() == model.forward(in).loss.value().item());
+
+  // Micro-batches seeded with their label shares give the joint batch's loss and gradients.
+  const double w = 4;
+  const auto params = model.llm().parameters().all();
+  const auto grads = [&] {
+    std::vector<Tensor<float, Cpu>> g;
+    for (autograd::Variable<float> p : params) {
+      g.push_back(p.grad().defined() ? p.grad().clone() : Tensor<float, Cpu>::zeros(p.shape()));
+      p.zero_grad();
+    }
+    return g;
+  };
+  const double joint = train::mllm_loss(model, b, w).value().item();
+  train::mllm_loss(model, b, w).backward();
+  const auto joint_grads = grads();
+  const train::MllmBatch b0 = train::make_mllm_batch(model, {samples[0]}, 96, focused),
+                         b1 = train::make_mllm_batch(model, {samples[1]}, 96, focused);
+  const std::vector<double> shares = train::token_weights({b0.tokens.answer_tokens, b1.tokens.answer_tokens});
+  double accumulated = 0;
+  for (const auto& [part, share] : {std::pair{&b0, shares[0]}, std::pair{&b1, shares[1]}}) {
+    const auto l = train::mllm_loss(model, *part, w);
+    accumulated += share * l.value().item();
+    l.backward(Tensor<float, Cpu>::full({1}, float(share)));
+  }
+  CHECK(accumulated == Catch::Approx(joint).epsilon(2e-6));
+  const auto parts_grads = grads();
+  for (size_t i = 0; i < params.size(); ++i) {
+    INFO(params[i].name());
+    double diff = 0, scale = 0;
+    for (int64_t e = 0; e < joint_grads[i].numel(); ++e) {
+      diff = std::max(diff, double(std::abs(joint_grads[i].data()[e] - parts_grads[i].data()[e])));
+      scale = std::max(scale, double(std::abs(joint_grads[i].data()[e])));
+    }
+    CHECK(diff <= 1e-5 * std::max(scale, 1e-3));
+  }
+}
+
+TEST_CASE("run.json vqa: parsed, validated, and a resumed run with question samples is exact", "[train][mllm_training][vqa]") {
+  const auto message = [](const nlohmann::json& j) {
+    try {
+      train::MllmRunConfig::from_json(j, "run.json");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  nlohmann::json j = tiny_run("/tmp/unused");
+  const train::MllmRunConfig plain = train::MllmRunConfig::from_json(j, "run.json");
+  CHECK(plain.vqa.fraction == 0);
+  CHECK(plain.vqa.answer_weight == 1);
+  CHECK(plain.vqa.focused.to_json() == augment::FocusedInferenceConfig::defaults().to_json());
+  j["vqa"] = {{"fraction", 0.3}, {"answer_weight", 4}};
+  const train::MllmRunConfig c = train::MllmRunConfig::from_json(j, "run.json");
+  CHECK(c.vqa.fraction == 0.3);
+  CHECK(c.vqa.answer_weight == 4);
+  j["vqa"]["fraction"] = 1.5;
+  CHECK_THAT(message(j), Catch::Contains("run.json: vqa: 'fraction' must be in [0, 1]"));
+  j["vqa"]["fraction"] = "often";
+  CHECK_THAT(message(j), Catch::Contains("'fraction' must be a number"));
+  j["vqa"]["fraction"] = 0.3;
+  j["vqa"]["answer_weight"] = 0;
+  CHECK_THAT(message(j), Catch::Contains("run.json: vqa: 'answer_weight' must be > 0"));
+  j["vqa"].erase("answer_weight");
+  j["vqa"]["fractoin"] = 0.3;
+  CHECK_THAT(message(j), Catch::Contains("unknown key 'fractoin'"));
+  j["vqa"].erase("fractoin");
+  j["vqa"]["focused_config"] = "/nonexistent/focused.json";
+  CHECK_THAT(message(j), Catch::Contains("/nonexistent/focused.json"));
+
+  // The focused config's system prompts, from the file `ctmllm report --focused-config` reads.
+  const std::string dir = scratch("vqa_config");
+  fs::create_directories(dir);
+  std::ofstream(dir + "/focused.json") << data::synthetic_focused_questions().to_json().dump();
+  j["vqa"]["focused_config"] = "focused.json";  // relative to the run.json's folder
+  const train::MllmRunConfig f = train::MllmRunConfig::from_json(j, dir + "/run.json", dir);
+  CHECK(f.vqa.focused.to_json() == data::synthetic_focused_questions().to_json());
+  fs::remove_all(dir);
+
+  // Training on questions: the run resumes bit for bit, and a dataset without questions is refused.
+  std::ostringstream progress;
+  const std::string whole = scratch("vqa_whole"), parts = scratch("vqa_parts");
+  const auto longer_run = [](const std::string& out) {
+    nlohmann::json r = tiny_run(out);
+    r["max_length"] = 192;  // the system prompt and the long fluid question take more than 96 tokens
+    return r;
+  };
+  const auto with_vqa = [&](const std::string& out) {
+    nlohmann::json r = longer_run(out);
+    r["vqa"] = {{"fraction", 0.5}, {"answer_weight", 3}};
+    return r;
+  };
+  const auto a = train::train_mllm(train::MllmRunConfig::from_json(with_vqa(whole), "run.json"), &progress);
+  nlohmann::json first = with_vqa(parts);
+  first["steps"] = 2;
+  train::train_mllm(train::MllmRunConfig::from_json(first, "run.json"), &progress);
+  nlohmann::json rest = with_vqa(parts);
+  rest["resume"] = "latest";
+  const auto b = train::train_mllm(train::MllmRunConfig::from_json(rest, "run.json"), &progress);
+  const std::vector<double> la = logged_losses(a.log), lb = logged_losses(b.log);
+  REQUIRE(la.size() == 4);
+  CHECK(la == lb);
+  CHECK(a.eval_loss == b.eval_loss);
+  // Other losses than the run without questions (the same seed plans the same cases and regions).
+  const auto no_vqa = train::train_mllm(train::MllmRunConfig::from_json(longer_run(scratch("vqa_none")), "run.json"), &progress);
+  CHECK(logged_losses(no_vqa.log) != la);
+
+  nlohmann::json without = nlohmann::json::parse(std::ifstream(dataset()));
+  for (auto& e : without["training"]) e.erase("question_list");
+  const std::string stripped = fs::path(dataset()).parent_path().string() + "/no_questions.json";
+  std::ofstream(stripped) << without.dump();
+  nlohmann::json r = with_vqa(scratch("vqa_refused"));
+  r["dataset"] = stripped;
+  CHECK_THROWS_WITH(train::train_mllm(train::MllmRunConfig::from_json(r, "run.json"), &progress),
+                    Catch::Contains(stripped) && Catch::Contains("no training case has questions"));
+  for (const std::string& d : {whole, parts, no_vqa.output_dir}) fs::remove_all(d);
 }

@@ -168,10 +168,7 @@ inline void run_report(const ReportArgs& a) {
       qo.generation.max_new_tokens = fc.max_new_tokens;
       qo.generation.seed = a.seed;
       const auto ask = [&](const std::string& question) {
-        std::vector<text::ChatMessage> conv;
-        if (!fr.system_prompt.empty()) conv.push_back({"system", fr.system_prompt});
-        conv.push_back({"user", question});
-        return mllm::answer(model, visual, {conv}, qo).front().text;
+        return mllm::answer(model, visual, {augment::focused_messages(fr, question)}, qo).front().text;
       };
       const augment::FocusedResult fres = augment::focused_inference(text, regions[i], fc, ask);
       text = fres.report;

@@ -5,9 +5,10 @@
 // (case-insensitive; a sentence without a final '.', '!' or '?' gets a '.').
 //
 // The model is reached through a callback, question text in, answer text out, so any MLLM
-// plugs in: the caller builds the conversation from the region's system prompt and the question,
-// adds the CT's visual tokens and samples with the config's settings (the paper: temperature
-// 0.5, top-p 0.9, at most 5 new tokens). Every question of the region is asked, in order; the
+// plugs in: the caller builds the conversation from the region's system prompt and the question
+// (focused_messages; training on questions builds the same, train/mllm_batches.hpp), adds the CT's
+// visual tokens and samples with the config's settings (the paper: temperature 0.5, top-p 0.9, at
+// most 5 new tokens). Every question of the region is asked, in order; the
 // sentences of the "yes" answers go first in the report, in question order (the published code
 // prepended them one by one, which reverses that order).
 //
@@ -28,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ctmllm/core/error.hpp"
+#include "ctmllm/text/chat_template.hpp"
 #include "ctmllm/text/json_file.hpp"
 #include "ctmllm/eval/sentences.hpp"
 #include "ctmllm/eval/utf8.hpp"
@@ -129,6 +131,15 @@ struct FocusedInferenceConfig {
     return it->second;
   }
 };
+
+// The conversation a question is asked in: the region's system prompt (when it has one), then the
+// question as the user turn.
+inline std::vector<text::ChatMessage> focused_messages(const FocusedRegion& region, const std::string& question) {
+  std::vector<text::ChatMessage> m;
+  if (!region.system_prompt.empty()) m.push_back({"system", region.system_prompt});
+  m.push_back({"user", question});
+  return m;
+}
 
 enum class YesNo { Yes, No, Unclear };
 

@@ -5,6 +5,10 @@
 // with "image" and an inline "labels": {"report": {"findings": {"chest", "abdomen", "pelvis"},
 // "impression"}}); the synthetic writer keeps each report in its own file and adds the mask, the
 // label map and the ground-truth finding list. The reader accepts both forms.
+// Questions (questions.hpp) come the same two ways: AMOS-MM's VQA records hold them inline as
+// "labels": {"qa": [...]} (its VQA JSON lists the same cases by "image": merge the "qa" lists into
+// the report entries), the synthetic writer puts them in a per-case "question_list" file
+// {"id", "qa": [...]}. A case that lists neither has no questions.
 #include <array>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +18,7 @@
 
 #include "ctmllm/core/error.hpp"
 #include "ctmllm/data/findings.hpp"
+#include "ctmllm/data/questions.hpp"
 #include "ctmllm/data/report_writer.hpp"
 
 namespace ctmllm::data {
@@ -27,8 +32,10 @@ struct AmosCase {
   std::string label;                    // organ + finding label map, optional
   std::string report;                   // report JSON, empty when the report was inline
   std::string finding_list;             // ground-truth finding list JSON, optional
+  std::string question_list;            // question list JSON, empty when the questions were inline or absent
   std::array<std::string, 3> findings;  // report findings text per Region ("" when absent)
   std::string impression;
+  std::vector<Question> questions;
   const std::string& region(Region r) const { return findings[size_t(r)]; }
 };
 
@@ -56,6 +63,25 @@ inline void write_text(const std::string& path, const std::string& text) {
   out.close();
   CTMLLM_CHECK(out.good(), path, ": write failed");
 }
+
+}  // namespace detail
+
+// The per-case question list: {"id": ..., "qa": [...]} (see questions.hpp).
+inline void write_question_list(const std::string& path, const std::string& id, const std::vector<Question>& questions) {
+  nlohmann::ordered_json j;
+  j["id"] = id;
+  j["qa"] = nlohmann::ordered_json::array();
+  for (const Question& q : questions) j["qa"].push_back(question_to_json(q));
+  detail::write_text(path, j.dump(2) + "\n");
+}
+
+inline std::vector<Question> read_question_list(const std::string& path) {
+  const nlohmann::json j = detail::read_json(path);
+  CTMLLM_CHECK(j.is_object() && j.contains("qa"), path, ": expected an object with a \"qa\" list");
+  return questions_from_json(j["qa"], path);
+}
+
+namespace detail {
 
 // A report object {"findings": {"chest": ..., "abdomen": ..., "pelvis": ...}, "impression": ...}
 // into `c`. Regions may be missing or null (empty); other keys in "findings" are errors.
@@ -119,8 +145,14 @@ inline AmosCase parse_case(const nlohmann::json& e, const std::filesystem::path&
   optional_path("label", c.label);
   optional_path("report", c.report);
   optional_path("finding_list", c.finding_list);
-  for (const std::string* p : {&c.image, &c.mask, &c.label, &c.report, &c.finding_list})
+  optional_path("question_list", c.question_list);
+  for (const std::string* p : {&c.image, &c.mask, &c.label, &c.report, &c.finding_list, &c.question_list})
     CTMLLM_CHECK(p->empty() || std::filesystem::is_regular_file(*p), at, ": missing file ", *p);
+  const bool inline_qa = e.contains("labels") && e["labels"].is_object() && e["labels"].contains("qa");
+  CTMLLM_CHECK(!inline_qa || c.question_list.empty(), at,
+               ": give the questions inline (\"labels\": {\"qa\": ...}) or as a \"question_list\" file, not both");
+  if (!c.question_list.empty()) c.questions = read_question_list(c.question_list);
+  if (inline_qa) c.questions = questions_from_json(e["labels"]["qa"], at);
   if (!c.report.empty()) {
     parse_report(read_json(c.report), c.report, c);
   } else {

@@ -2,7 +2,8 @@
 // CtSampleLoader: turns planned items (batch_plan.hpp) into model-ready samples: the case's CT read
 // from NIfTI and preprocessed to the model grid (vision::preprocess_ct), then, for training, the
 // seeded intensity augmentation (vision::augment_intensity) drawn from the item's own stream, and
-// the findings text of the item's region. Tokenising the prompt and answer is the model's part.
+// the findings text of the item's region, or the item's question. Tokenising the prompt and answer
+// is the model's part.
 // With mask_classes set, the case's segmentation mask (AmosCase::mask) comes along as the MLLM's
 // second volume (vision::preprocess_label_map on the same grid; never augmented: labels are not
 // intensities).
@@ -31,6 +32,7 @@ struct CtSample {
   Tensor<float, Cpu> image;  // [1, 1, D, H, W]
   std::string findings;      // the region's reference findings text
   Tensor<float, Cpu> mask;   // [1, 1, D, H, W] when CtSampleOptions::mask_classes is set
+  std::optional<Question> question;  // a question-answer sample: it trains on this instead of findings
 };
 
 struct CtSampleOptions {
@@ -56,8 +58,11 @@ class CtSampleLoader {
       Rng rng(item.augment_seed);
       image = vision::augment_intensity(image, rng, *options_.augment);
     }
+    CTMLLM_CHECK(!item.question || *item.question < c.questions.size(), "CtSampleLoader: case ", c.id, " has no question ",
+                 item.question.value_or(0));
     return CtSample{c.id, item.region, std::move(image), c.region(item.region),
-                    options_.mask_classes ? volume(item.case_index, true) : Tensor<float, Cpu>()};
+                    options_.mask_classes ? volume(item.case_index, true) : Tensor<float, Cpu>(),
+                    item.question ? std::optional(c.questions[*item.question]) : std::nullopt};
   }
   std::vector<CtSample> load(const std::vector<PlannedItem>& items) const {
     std::vector<CtSample> out;

@@ -9,6 +9,7 @@
 //   dir/labelsTr/<id>.nii.gz  label map, uint8       (organs + findings: vision pretraining)
 //   dir/reportsTr/<id>.json   {"findings": {"chest", "abdomen", "pelvis"}, "impression"}
 //   dir/findingsTr/<id>.json  ground-truth finding list
+//   dir/questionsTr/<id>.json yes/no questions with their answers (question_writer.hpp)
 //
 // Case i (0-based over training then validation) uses seed derive_seed(seed, i), so a dataset is
 // byte-identical for a seed whatever the thread count; cases are generated in parallel.
@@ -23,6 +24,7 @@
 #include "ctmllm/data/amos.hpp"
 #include "ctmllm/data/finding_table.hpp"
 #include "ctmllm/data/phantom.hpp"
+#include "ctmllm/data/question_writer.hpp"
 #include "ctmllm/data/report_writer.hpp"
 #include "ctmllm/io/nifti.hpp"
 
@@ -55,8 +57,8 @@ inline SyntheticDatasetSummary write_synthetic_dataset(const std::string& dir, c
   phantom_extent(cfg.phantom);  // validates the grid before any file is written
   namespace fs = std::filesystem;
   const fs::path root(dir);
-  for (const char* sub : {"imagesTr", "masksTr", "labelsTr", "reportsTr", "findingsTr", "imagesVa", "masksVa",
-                          "labelsVa", "reportsVa", "findingsVa"}) {
+  for (const char* sub : {"imagesTr", "masksTr", "labelsTr", "reportsTr", "findingsTr", "questionsTr", "imagesVa",
+                          "masksVa", "labelsVa", "reportsVa", "findingsVa", "questionsVa"}) {
     std::error_code ec;
     fs::create_directories(root / sub, ec);
     CTMLLM_CHECK(!ec, (root / sub).string(), ": cannot create folder: ", ec.message());
@@ -77,6 +79,8 @@ inline SyntheticDatasetSummary write_synthetic_dataset(const std::string& dir, c
       write_report_json((root / ("reports" + s) / (id + ".json")).string(),
                         write_report(p.findings, derive_seed(seed, 7)));
       write_finding_list((root / ("findings" + s) / (id + ".json")).string(), id, p.findings);
+      write_question_list((root / ("questions" + s) / (id + ".json")).string(), id,
+                          write_questions(p.findings, derive_seed(seed, 8)));
       findings[size_t(i)] = p.findings;
     }
   });
@@ -107,6 +111,7 @@ inline SyntheticDatasetSummary write_synthetic_dataset(const std::string& dir, c
     e["label"] = "labels" + s + "/" + id + ".nii.gz";
     e["report"] = "reports" + s + "/" + id + ".json";
     e["finding_list"] = "findings" + s + "/" + id + ".json";
+    e["question_list"] = "questions" + s + "/" + id + ".json";
     j[train ? "training" : "validation"].push_back(std::move(e));
     auto& counts = train ? summary.training : summary.validation;
     for (const Finding& f : findings[size_t(i)]) ++counts[size_t(f.kind)];

@@ -7,7 +7,7 @@
 //   {"new_model": {"mllm": {...}, "llm": {...}, "tokenizer": "tok"},   or "model": "runs/a/model"
 //    "dataset": "data/dataset.json", "output_dir": "runs/b",
 //    "finetune": {"mode": "frozen"}, "optimizer": {"lr": 5e-5}, "schedule": {"name": "cosine", "warmup_ratio": 0.03},
-//    "epochs": 100, "batch_size": 2, "max_length": 768, ...}
+//    "epochs": 100, "batch_size": 2, "max_length": 768, "vqa": {"fraction": 0.3, "answer_weight": 4}, ...}
 #include <cstdint>
 #include <filesystem>
 #include <initializer_list>
@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ctmllm/augment/focused_inference.hpp"
 #include "ctmllm/data/region_sampling.hpp"
 #include "ctmllm/io/hf_config.hpp"
 #include "ctmllm/train/adamw.hpp"
@@ -33,6 +34,18 @@ struct NewMllmSpec {
   std::vector<std::string> special_tokens{"<im_patch>", "<bx_start>", "<bx_end>"};  // the first is the image token
   std::string vision_weights;  // a pretrained encoder (ViT3D::load_file: safetensors, .bin, folder); "" = random
   std::string projector_weights;  // a projector to start from (Projector::load_file), e.g. an alignment stage's; "" = random
+};
+
+// Question-answer samples (run.json "vqa"): with probability `fraction` a training item of a case
+// with questions is one of its questions (drawn uniformly) instead of a region report. The
+// conversation is the one focused inference asks in with `focused` (augment::focused_messages): a
+// question tagged with a region gets that region's system prompt, so give the config the model
+// will be asked with (`ctmllm report --focused` uses the defaults). answer_weight scales the loss
+// of the answer tokens (mllm_loss): a 2-token answer weighs little beside a 100-token report.
+struct VqaOptions {
+  double fraction = 0;
+  double answer_weight = 1;
+  augment::FocusedInferenceConfig focused = augment::FocusedInferenceConfig::defaults();
 };
 
 struct MllmRunConfig {
@@ -58,6 +71,7 @@ struct MllmRunConfig {
   std::string resume;                // "", "latest" or a checkpoint folder
   int threads = 0;                   // 0: leave OpenMP's default
   int64_t prefetch = 2;
+  VqaOptions vqa;
 
   static MllmRunConfig from_json(const nlohmann::json& j, const std::string& source, const std::string& base_dir = "") {
     CTMLLM_CHECK(j.is_object(), source, ": a run config must be a JSON object");
@@ -65,7 +79,7 @@ struct MllmRunConfig {
                {"model", "new_model", "dataset", "output_dir", "finetune", "vision_trainable", "projector_trainable",
                 "optimizer", "schedule", "steps", "epochs", "batch_size", "grad_accum", "max_length", "clip_norm",
                 "augmentation", "region_weights", "segmentation_mask", "cache_volumes", "save_every", "eval_every", "keep_last", "seed",
-                "resume", "threads", "prefetch"});
+                "resume", "threads", "prefetch", "vqa"});
     const io::JsonFields f(j, source);
     const auto path = [&](const std::string& p) {
       return std::filesystem::path(p).is_absolute() || base_dir.empty() ? p : (std::filesystem::path(base_dir) / p).string();
@@ -137,6 +151,16 @@ struct MllmRunConfig {
     c.threads = int(f.integer("threads", 0));
     c.prefetch = f.integer("prefetch", c.prefetch);
     CTMLLM_CHECK(c.threads >= 0 && c.prefetch >= 0, source, ": 'threads' and 'prefetch' must be >= 0");
+    if (f.has("vqa")) {
+      const io::JsonFields v = f.object("vqa");
+      check_keys(j["vqa"], v.source(), {"fraction", "answer_weight", "focused_config"});
+      c.vqa.fraction = v.number("fraction", c.vqa.fraction);
+      CTMLLM_CHECK(c.vqa.fraction >= 0 && c.vqa.fraction <= 1, v.source(), ": 'fraction' must be in [0, 1], got ",
+                   c.vqa.fraction);
+      c.vqa.answer_weight = v.number("answer_weight", c.vqa.answer_weight);
+      CTMLLM_CHECK(c.vqa.answer_weight > 0, v.source(), ": 'answer_weight' must be > 0, got ", c.vqa.answer_weight);
+      if (v.has("focused_config")) c.vqa.focused = augment::FocusedInferenceConfig::load(path(v.string("focused_config")));
+    }
     return c;
   }
 

@@ -1,13 +1,15 @@
 #pragma once
 // train_mllm: the 3D MLLM training run of one run.json (mllm_run_config.hpp), as the paper trains:
 // per step one region per case (data::BatchPlan, PAPER.md item 8), the region's prompt and its
-// findings text as the answer, the causal-LM loss on the answer, AdamW over the ViT, the projector
+// findings text as the answer (or, with run.json "vqa", sometimes one of the case's questions and its
+// answer), the causal-LM loss on the answer, AdamW over the ViT, the projector
 // and what the fine-tuning mode trains of the LLM, under train::Trainer (accumulation, clipping,
 // schedule, checkpoints, exact resume, log, loss curve). Eval is the mean validation loss.
 //
 //   output_dir/train_log.jsonl, loss_curve.svg, checkpoint-<step>/   (train/trainer.hpp)
 //   output_dir/model/       the trained model (mllm::Model::from_pretrained reads it; LoRA/DoRA merged)
 //   output_dir/adapter/     lora, dora: the LLM adapter in peft's layout, before merging
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -98,7 +100,10 @@ inline MllmRunSummary train_mllm(const MllmRunConfig& c, std::ostream* progress 
 
   const data::AmosDataset ds = data::read_amos_dataset(c.dataset);
   CTMLLM_CHECK(!ds.training.empty(), c.dataset, ": no training cases");
-  const data::BatchPlan plan(ds.training, c.batch_size, c.seed, /*drop_last=*/false, c.region_weights);
+  CTMLLM_CHECK(c.vqa.fraction == 0 || std::any_of(ds.training.begin(), ds.training.end(),
+                                                  [](const data::AmosCase& x) { return !x.questions.empty(); }),
+               c.dataset, ": vqa.fraction is ", c.vqa.fraction, " but no training case has questions");
+  const data::BatchPlan plan(ds.training, c.batch_size, c.seed, /*drop_last=*/false, c.region_weights, c.vqa.fraction);
   data::CtSampleOptions so;
   so.preprocess = model.config().preprocess;
   so.cache = c.cache_volumes;
@@ -125,8 +130,8 @@ inline MllmRunSummary train_mllm(const MllmRunConfig& c, std::ostream* progress 
   o.progress_out = progress;
   Trainer<MllmBatch, T, D> trainer(
       AdamW<T, D>(params, c.optimizer), o,
-      [&](int64_t i) { return make_mllm_batch(model, train_loader.load(plan.batch(i)), c.max_length); },
-      [&](const MllmBatch& b) { return LossResult<T, D>(mllm_loss(model, b), b.input_tokens); });
+      [&](int64_t i) { return make_mllm_batch(model, train_loader.load(plan.batch(i)), c.max_length, c.vqa.focused); },
+      [&](const MllmBatch& b) { return LossResult<T, D>(mllm_loss(model, b, c.vqa.answer_weight), b.input_tokens); });
   trainer.set_token_count([](const MllmBatch& b) { return b.tokens.answer_tokens; });
   const int64_t total = trainer.total_steps();
   trainer.set_schedule(Schedule(c.schedule, warmup_steps_from_ratio(c.warmup_ratio, total), total));
