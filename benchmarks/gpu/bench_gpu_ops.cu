@@ -1,9 +1,13 @@
 // GPU op timings (Google Benchmark, manual time from CUDA events around each call on the ops
 // stream): GEMMs through cuBLASLt, layer_norm, rms_norm, softmax, gelu, the strided copy, rope,
-// embedding backward, cross-entropy and attention (the fallback kernels at the ViT-B shape and at
-// Llama-3-8B prefill and decode shapes), in the shapes that torch_gpu_reference.py times in PyTorch;
-// run_h200.sh prints both with their ratio. Inputs are random (never zeros: they run faster than
-// real data). Without a GPU every benchmark skips.
+// embedding backward, cross-entropy and attention (at the ViT-B shape and at Llama-3-8B prefill and
+// decode shapes: cuDNN's fused SDPA when built with the cudnn-frontend, but for decode, else the own
+// kernels; with the frontend, the *_fallback timings run the own kernels at the ViT-B and prefill
+// shapes, and the counter cudnn_sdpa says which path ran), in the shapes that torch_gpu_reference.py
+// times in PyTorch; run_h200.sh prints both with their ratio. Inputs are random (never zeros: they
+// run faster than real data). Without a GPU every benchmark skips.
+#include <optional>
+
 #include "device_timing.hpp"
 #include "ctmllm/ops/activation.hpp"
 #include "ctmllm/ops/attention.hpp"
@@ -97,10 +101,16 @@ void cross_entropy_bf16_8192x128256(benchmark::State& state) {  // forward over 
   time_on_device(state, 2.0 * 8192 * 128256, 0, [&] { benchmark::DoNotOptimize(ops::cross_entropy(logits, targets)); });
 }
 
-// q [B, Hq, Sq, D], k and v [B, Hkv, Sk, D] in bf16; forward, or backward from the forward's result.
+// q [B, Hq, Sq, D], k and v [B, Hkv, Sk, D] in bf16; forward, or backward from the forward's result;
+// on the own kernels when `fallback` (a difference only when built with the cudnn-frontend).
 void time_attention(benchmark::State& state, int64_t B, int64_t Hq, int64_t Hkv, int64_t Sq, int64_t Sk, int64_t D,
-                    bool causal, bool backward) {
+                    bool causal, bool backward, bool fallback = false) {
   if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+#ifdef CTMLLM_HAS_CUDNN_FRONTEND
+  std::optional<ops::ScopedAttentionFallback> own_kernels;
+  if (fallback) own_kernels.emplace();
+  const int64_t cudnn_runs = ops::cudnn_sdpa_runs();
+#endif
   const auto q = device_normal<bf16>({B, Hq, Sq, D}, 21), k = device_normal<bf16>({B, Hkv, Sk, D}, 22);
   const auto v = device_normal<bf16>({B, Hkv, Sk, D}, 23), dy = device_normal<bf16>({B, Hq, Sq, D}, 24);
   const ops::AttentionOptions<Cuda> opts{.causal = causal};
@@ -110,10 +120,14 @@ void time_attention(benchmark::State& state, int64_t B, int64_t Hq, int64_t Hkv,
   const double bytes = 2.0 * double(B) * double(Hq * Sq + 2 * Hkv * Sk) * double(D) * (backward ? 2.0 : 1.0);
   if (!backward) {
     time_on_device(state, bytes, flops, [&] { benchmark::DoNotOptimize(ops::attention(q, k, v, opts)); });
-    return;
+  } else {
+    const auto fwd = ops::attention(q, k, v, opts);
+    time_on_device(state, bytes, flops,
+                   [&] { benchmark::DoNotOptimize(ops::attention_backward(dy, q, k, v, fwd, opts)); });
   }
-  const auto fwd = ops::attention(q, k, v, opts);
-  time_on_device(state, bytes, flops, [&] { benchmark::DoNotOptimize(ops::attention_backward(dy, q, k, v, fwd, opts)); });
+#ifdef CTMLLM_HAS_CUDNN_FRONTEND
+  state.counters["cudnn_sdpa"] = ops::cudnn_sdpa_runs() > cudnn_runs ? 1 : 0;
+#endif
 }
 
 void attention_fwd_bf16_vitb_1x12x2049x64(benchmark::State& state) { time_attention(state, 1, 12, 12, 2049, 2049, 64, false, false); }
@@ -121,6 +135,12 @@ void attention_bwd_bf16_vitb_1x12x2049x64(benchmark::State& state) { time_attent
 void attention_fwd_bf16_llama8b_prefill_2048(benchmark::State& state) { time_attention(state, 1, 32, 8, 2048, 2048, 128, true, false); }
 void attention_bwd_bf16_llama8b_prefill_2048(benchmark::State& state) { time_attention(state, 1, 32, 8, 2048, 2048, 128, true, true); }
 void attention_fwd_bf16_llama8b_decode_4096(benchmark::State& state) { time_attention(state, 1, 32, 8, 1, 4096, 128, true, false); }
+#ifdef CTMLLM_HAS_CUDNN_FRONTEND
+void attention_fwd_bf16_vitb_1x12x2049x64_fallback(benchmark::State& state) { time_attention(state, 1, 12, 12, 2049, 2049, 64, false, false, true); }
+void attention_bwd_bf16_vitb_1x12x2049x64_fallback(benchmark::State& state) { time_attention(state, 1, 12, 12, 2049, 2049, 64, false, true, true); }
+void attention_fwd_bf16_llama8b_prefill_2048_fallback(benchmark::State& state) { time_attention(state, 1, 32, 8, 2048, 2048, 128, true, false, true); }
+void attention_bwd_bf16_llama8b_prefill_2048_fallback(benchmark::State& state) { time_attention(state, 1, 32, 8, 2048, 2048, 128, true, true, true); }
+#endif
 
 }  // namespace
 
@@ -140,5 +160,11 @@ BENCHMARK(attention_bwd_bf16_vitb_1x12x2049x64)->UseManualTime()->Unit(benchmark
 BENCHMARK(attention_fwd_bf16_llama8b_prefill_2048)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(attention_bwd_bf16_llama8b_prefill_2048)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(attention_fwd_bf16_llama8b_decode_4096)->UseManualTime()->Unit(benchmark::kMillisecond);
+#ifdef CTMLLM_HAS_CUDNN_FRONTEND
+BENCHMARK(attention_fwd_bf16_vitb_1x12x2049x64_fallback)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(attention_bwd_bf16_vitb_1x12x2049x64_fallback)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(attention_fwd_bf16_llama8b_prefill_2048_fallback)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(attention_bwd_bf16_llama8b_prefill_2048_fallback)->UseManualTime()->Unit(benchmark::kMillisecond);
+#endif
 
 BENCHMARK_MAIN();

@@ -7,6 +7,11 @@
 # table: ours, PyTorch, ratio. About 5 to 7 minutes (limit: 8).
 #   bash benchmarks/gpu/run_h200.sh [build dir, default build-h200]
 # With $OUT set (the device tool), logs and JSON go there too. Exits non-zero if any test fails.
+# Attention runs on cuDNN's fused SDPA only when the cudnn-frontend headers come along (the machine
+# has no network): fill the git-ignored third_party/cudnn_frontend/include first, where CMake looks
+# (bash scripts/setup.sh does it, as does: python3 -m pip download --no-deps nvidia-cudnn-frontend -d /tmp/cfe
+# && unzip -o -q /tmp/cfe/nvidia_cudnn_frontend-*.whl 'include/*' -d third_party/cudnn_frontend), and
+# carry third_party/cudnn_frontend with the working tree. Without it attention runs the own kernels.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -25,7 +30,7 @@ echo "== configure + build (ctmllm_test_cuda, ctmllm_bench_gpu, ctmllm_bench_gpu
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DCTMLLM_BUILD_TESTS=ON -DCTMLLM_BUILD_BENCHMARKS=ON -DCTMLLM_BUILD_EXAMPLES=OFF -DCTMLLM_BUILD_TOOLS=OFF \
   >"$out/configure.log" 2>&1 || { tail -n 40 "$out/configure.log"; exit 1; }
-grep -E "ctmllm: CUDA|ctmllm::cuda" "$out/configure.log" || true
+grep -E "ctmllm: CUDA|ctmllm::cuda|cudnn-frontend" "$out/configure.log" || true
 cmake --build "$build" -j"$jobs" --target ctmllm_test_cuda ctmllm_bench_gpu ctmllm_bench_gpu_models >"$out/build.log" 2>&1 ||
   { grep -E "error|FAILED" "$out/build.log" | head -n 40; exit 1; }
 echo "built in $((SECONDS - t0)) s"

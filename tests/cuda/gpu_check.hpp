@@ -3,6 +3,7 @@
 // reference) for float32, bfloat16 and float16, on inputs drawn fresh each run (the seed is printed
 // on failure), with every new device block NaN-filled first so that an output element a kernel
 // never writes fails the comparison (rel_error counts NaN as an infinite error).
+#include <cmath>
 #include <random>
 
 #include "ctmllm/core.hpp"
@@ -49,6 +50,22 @@ template <class T>
 double gpu_error(const Tensor<T, Cuda>& gpu, const Tensor<T, Cpu>& ref) {
   REQUIRE(gpu.shape() == ref.shape());
   return rel_error(gpu.template to_device<Cpu>(), ref);
+}
+
+// Attention's row logsumexps: −inf exactly where the CPU's are (queries that see no key), the rest
+// within float tolerance.
+inline void check_lse(const Tensor<float, Cuda>& gpu, const Tensor<float, Cpu>& ref) {
+  Tensor<float, Cpu> g = gpu.to_device<Cpu>().clone(), r = ref.clone();
+  int64_t mismatched = 0;
+  for (int64_t i = 0; i < r.numel(); ++i) {
+    const bool gi = g.data()[i] == -INFINITY, ri = r.data()[i] == -INFINITY;
+    mismatched += gi != ri;
+    if (gi && ri) g.data()[i] = r.data()[i] = 0.0f;
+  }
+  CHECK(mismatched == 0);
+  const double err = rel_error(g, r);
+  INFO("lse: relative error " << err);
+  CHECK(err <= gpu_tolerance<float>);
 }
 
 }  // namespace ctmllm::testing

@@ -11,11 +11,18 @@
 // the accumulators (head dims spread over the lanes, up to 256) take each tile row's weight by
 // shuffle. Tile rows that lanes read whole are padded to an odd length, so the 32 lanes hit 32
 // different shared-memory banks.
+//
+// Built with the cudnn-frontend headers (CTMLLM_HAS_CUDNN_FRONTEND), bfloat16 and float16 calls go to
+// cuDNN's fused flash SDPA first (sdpa_cudnn.cuh) and reach these kernels only where cuDNN does not
+// run the case, or when cudnn_sdpa_enabled() is off.
 #include <cmath>
 
 #include "ctmllm/ops/cpu/attention.hpp"
 #include "ctmllm/ops/cuda/block_reduce.cuh"
 #include "ctmllm/ops/cuda/map.cuh"
+#ifdef CTMLLM_HAS_CUDNN_FRONTEND
+#include "ctmllm/ops/cuda/sdpa_cudnn.cuh"
+#endif
 
 namespace ctmllm::ops {
 namespace cuda_impl {
@@ -350,6 +357,9 @@ void attention_forward(const Tensor<T, Cuda>& q, const Tensor<T, Cuda>& k, const
                        const Tensor<uint8_t, Cuda>& keep, bool causal, double scale, const Tensor<T, Cuda>& out,
                        const Tensor<float, Cuda>& lse) {
   CTMLLM_CUDA_FLOAT_TYPES(T, "attention");
+#ifdef CTMLLM_HAS_CUDNN_FRONTEND
+  if (cuda_impl::sdpa_forward(q, k, v, keep, causal, scale, out, lse)) return;
+#endif
   cuda_impl::check_attention_dims(q, v, "attention");
   const int64_t B = q.size(0), Hq = q.size(1), Sq = q.size(2), Dh = q.size(3), Dv = v.size(3), Sk = k.size(2);
   if (B * Hq * Sq == 0) return;
@@ -368,6 +378,9 @@ void attention_backward(const Tensor<T, Cuda>& dy, const Tensor<T, Cuda>& q, con
                         const Tensor<uint8_t, Cuda>& keep, bool causal, double scale, const Tensor<T, Cuda>& dq,
                         const Tensor<T, Cuda>& dk, const Tensor<T, Cuda>& dv) {
   CTMLLM_CUDA_FLOAT_TYPES(T, "attention_backward");
+#ifdef CTMLLM_HAS_CUDNN_FRONTEND
+  if (cuda_impl::sdpa_backward(dy, q, k, v, out, lse, keep, causal, scale, dq, dk, dv)) return;
+#endif
   cuda_impl::check_attention_dims(q, v, "attention_backward");
   const int64_t B = q.size(0), Hq = q.size(1), Sq = q.size(2), Dh = q.size(3), Dv = v.size(3);
   const int64_t Hkv = k.size(1), Sk = k.size(2), group = Hq / Hkv;
