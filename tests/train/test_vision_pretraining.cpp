@@ -1,12 +1,13 @@
 // Stage-1 vision pretraining: patch classes from label maps, examples and batches from phantoms,
-// the heads' loss gradient (float64 finite differences), and a tiny ViT whose loss falls.
+// the presence logits, the heads' loss gradient (float64 finite differences), a tiny ViT whose loss
+// falls, and the calibrated presence thresholds.
 #include <set>
 #include <vector>
 
 #include "ctmllm/autograd/backward.hpp"
 #include "ctmllm/data/phantom.hpp"
 #include "ctmllm/train/adamw.hpp"
-#include "ctmllm/train/vision_pretraining.hpp"
+#include "ctmllm/train/vision_pretraining_run.hpp"
 #include "support/catch.hpp"
 #include "support/gradcheck.hpp"
 
@@ -89,6 +90,23 @@ TEST_CASE("the pretraining loss has the gradient of its definition (float64)", "
   CHECK(err < 1e-6);
 }
 
+TEST_CASE("presence is each finding logit's maximum over the tokens plus the bias", "[train][vision_pretraining]") {
+  Rng rng(4);
+  train::VisionPretrainingHeads<float> heads(8);
+  heads.init(rng);
+  Tensor<float> bias = heads.parameters().get("presence_bias").value();
+  for (int k = 0; k < data::kNumFindingKinds; ++k) bias.at(k) = 0.25f * float(k) - 1;
+  const autograd::Variable<float> z(rng.normal<float>({2, 6, kNumPatchClasses}));
+  const Tensor<float> s = heads.presence_logits(z).value();
+  REQUIRE(s.shape() == Shape{2, data::kNumFindingKinds});
+  for (int64_t b = 0; b < 2; ++b)
+    for (int k = 0; k < data::kNumFindingKinds; ++k) {
+      float m = z.value().at(b, 0, data::label::kNumOrgans + k);
+      for (int64_t t = 1; t < 6; ++t) m = std::max(m, z.value().at(b, t, data::label::kNumOrgans + k));
+      CHECK(s.at(b, k) == m + bias.at(k));
+    }
+}
+
 TEST_CASE("a tiny ViT's pretraining loss falls and its gradients reach the encoder", "[train][vision_pretraining]") {
   train::VisionExampleOptions o;
   o.preprocess.size = {16, 32, 32};
@@ -138,4 +156,59 @@ TEST_CASE("a tiny ViT's pretraining loss falls and its gradients reach the encod
     opt.zero_grad();
   }
   CHECK(last < 0.5 * first);
+}
+
+TEST_CASE("the calibrated presence bias puts each kind's threshold at its best F1 cut", "[train][vision_pretraining]") {
+  train::VisionExampleOptions o;
+  o.preprocess.size = {16, 32, 32};
+  data::PhantomConfig cfg;
+  cfg.prevalence[size_t(data::FindingKind::splenomegaly)] = 0;  // a kind no example has: it must never fire
+  std::vector<train::VisionExample> examples;
+  for (uint64_t seed = 30; seed < 46; ++seed) {
+    const data::Phantom p = data::make_phantom(cfg, seed);
+    examples.push_back(train::make_vision_example(p.ct.to<float>(), p.labels, p.spacing[2], p.findings, {4, 8, 8}, o));
+  }
+  vision::ViT3DConfig vc;
+  vc.img_size = o.preprocess.size;
+  vc.patch_size = {4, 8, 8};
+  vc.hidden_size = 32;
+  vc.num_layers = 1;
+  vc.num_heads = 2;
+  vc.mlp_dim = 64;
+  Rng rng(8);
+  vision::ViT3D<float> vit(vc);
+  vit.init(rng);
+  train::VisionPretrainingHeads<float> heads(vc.hidden_size);
+  heads.init(rng);
+  const Tensor<float> before = heads.parameters().get("presence_bias").value().clone();
+  const auto shift = train::calibrate_presence_bias(vit, heads, examples, 5);
+  const Tensor<float> after = heads.parameters().get("presence_bias").value();
+  for (int k = 0; k < data::kNumFindingKinds; ++k) CHECK(after.at(k) == Approx(before.at(k) + shift[size_t(k)]).margin(1e-5));
+
+  std::vector<std::vector<std::pair<float, bool>>> scored(data::kNumFindingKinds);
+  train::for_each_detection_batch(vit, heads, examples, 3,
+                                  [&](const std::vector<size_t>& idx, const Tensor<float>&, const Tensor<float>& s,
+                                      const train::VisionBatch&) {
+                                    for (size_t j = 0; j < idx.size(); ++j)
+                                      for (int k = 0; k < data::kNumFindingKinds; ++k)
+                                        scored[size_t(k)].push_back({s.at(int64_t(j), k), examples[idx[j]].present[size_t(k)]});
+                                  });
+  auto f1_above = [](const std::vector<std::pair<float, bool>>& v, double t) {
+    double tp = 0, fp = 0, fn = 0;
+    for (const auto& [score, present] : v) {
+      tp += score > t && present;
+      fp += score > t && !present;
+      fn += score <= t && present;
+    }
+    return tp == 0 ? 0.0 : 2 * tp / (2 * tp + fp + fn);
+  };
+  for (int k = 0; k < data::kNumFindingKinds; ++k) {
+    INFO("kind " << data::kFindingKinds[size_t(k)].name);
+    const auto& v = scored[size_t(k)];
+    double best = 0;  // every threshold that separates the scores differently: just below each score
+    for (const auto& e : v) best = std::max(best, f1_above(v, double(e.first) - 1e-4));
+    CHECK(f1_above(v, 0) == Approx(best));
+    if (k == int(data::FindingKind::splenomegaly))
+      for (const auto& e : v) CHECK(e.first <= 0);
+  }
 }

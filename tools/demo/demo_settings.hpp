@@ -24,6 +24,7 @@ struct DemoSettings {
   int64_t llm_hidden = 192, llm_layers = 3, llm_heads = 6, llm_kv_heads = 2, llm_intermediate = 512;
   int stage2_steps = 1200, stage2_batch = 8;
   double stage2_lr = 1e-3;
+  double vqa_fraction = 0.3, answer_weight = 4;  // yes/no question samples (run.json "vqa")
   // Evaluation.
   int64_t max_new_tokens = 160;
 

@@ -18,8 +18,10 @@
 #include <nlohmann/json.hpp>
 
 #include "ctmllm/augment/default_knowledge_base.hpp"
+#include "ctmllm/augment/focused_inference.hpp"
 #include "ctmllm/augment/normality.hpp"
 #include "ctmllm/data/labeller_table.hpp"
+#include "ctmllm/data/question_writer.hpp"
 #include "ctmllm/data/synthetic_dataset.hpp"
 #include "ctmllm/eval/report_scores.hpp"
 #include "ctmllm/mllm/report.hpp"
@@ -55,7 +57,7 @@ inline data::AmosDataset make_data(const DemoSettings& s, StageTimes& times) {
   namespace fs = std::filesystem;
   auto t = Clock::now();
   const std::string dir = (fs::path(s.out) / "data").string();
-  data::write_synthetic_dataset(dir, {.training = s.training_cases, .validation = s.validation_cases, .seed = s.seed});
+  data::write_synthetic_dataset(dir, {.training = s.training_cases, .validation = s.validation_cases, .seed = s.seed, .phantom = {}});
   const data::AmosDataset ds = data::read_amos_dataset(dir + "/dataset.json");
   times.data = seconds_since(t);
   std::printf("data: %zu training + %zu held-out phantoms in %s (%.1f s)\n", ds.training.size(), ds.validation.size(),
@@ -93,8 +95,14 @@ inline nlohmann::json projector_json(const DemoSettings& s) {
 
 // The projector stage 2 starts from: seeded as usual, with the first rows of its first layer set to
 // stage 1's patch classifier, so the summary token starts out as stage 1's detector (one channel
-// per patch class, maxed over the volume) and stage 2 trains from there.
-inline std::string write_projector_seed(const DemoSettings& s, const train::VisionPretrainingHeads<float>& heads) {
+// per patch class, maxed over the volume) and stage 2 trains from there. Each finding row is
+// shifted and scaled so that its summary channel reads about +4 on training cases with that
+// finding and -4 on those without, its best-F1 threshold at 0: the raw logits of the focal kinds
+// vary over a few units around an arbitrary level, and a Llama trained from scratch stated only
+// the kinds whose channels stood out (the effusions and splenomegaly; docs/DEMO.md).
+inline std::string write_projector_seed(const DemoSettings& s, const vision::ViT3D<float>& vit,
+                                        const train::VisionPretrainingHeads<float>& heads,
+                                        const std::vector<train::VisionExample>& training) {
   namespace fs = std::filesystem;
   const vision::ViT3DConfig vc = vit_config(s);
   projector::Projector<float> p(projector::ProjectorConfig::from_json(projector_json(s), "demo projector", vc.grid()));
@@ -102,11 +110,38 @@ inline std::string write_projector_seed(const DemoSettings& s, const train::Visi
   p.init(rng);
   const Tensor<float> head_w = heads.parameters().get("patch_head.weight").value();
   const Tensor<float> head_b = heads.parameters().get("patch_head.bias").value();
-  const Tensor<float> w = p.parameters().get("projector.0.weight").value(), b = p.parameters().get("projector.0.bias").value();
+  Tensor<float> w = p.parameters().get("projector.0.weight").value(), b = p.parameters().get("projector.0.bias").value();
   CTMLLM_CHECK(w.size(0) >= head_w.size(0), "demo: the LLM width ", w.size(0), " is below the ", head_w.size(0),
                " patch classes the projector is seeded with");
   w.slice(0, 0, head_w.size(0)).copy_from(head_w);
   b.slice(0, 0, head_b.size(0)).copy_from(head_b);
+
+  // Each finding logit's maximum over the volume, on (up to) the cases stage 1 calibrated on.
+  constexpr int K = data::kNumFindingKinds;
+  const int64_t first = data::label::kNumOrgans;
+  const std::vector<train::VisionExample> cases(training.begin(),
+                                                training.begin() + std::min<ptrdiff_t>(256, ptrdiff_t(training.size())));
+  std::array<std::vector<std::pair<float, bool>>, K> maxima;
+  train::for_each_detection_batch(vit, heads, cases, 8,
+                                  [&](const std::vector<size_t>& idx, const Tensor<float>& z, const Tensor<float>&,
+                                      const train::VisionBatch&) {
+                                    for (size_t j = 0; j < idx.size(); ++j)
+                                      for (int k = 0; k < K; ++k) {
+                                        float m = z.at(int64_t(j), 0, first + k);
+                                        for (int64_t t = 1; t < z.size(1); ++t) m = std::max(m, z.at(int64_t(j), t, first + k));
+                                        maxima[size_t(k)].push_back({m, cases[idx[j]].present[size_t(k)]});
+                                      }
+                                  });
+  for (int k = 0; k < K; ++k) {
+    double with = 0, without = 0, n_with = 0;
+    for (const auto& [m, present] : maxima[size_t(k)]) (present ? with : without) += m, n_with += present;
+    const double n_without = double(maxima[size_t(k)].size()) - n_with;
+    const double spread = n_with > 0 && n_without > 0 ? with / n_with - without / n_without : 0;
+    const double scale = spread > 0 ? std::min(4.0, 8.0 / spread) : 1.0, threshold = train::best_f1_threshold(maxima[size_t(k)]);
+    Tensor<float> row = w.slice(0, first + k, first + k + 1);
+    for (int64_t i = 0; i < row.size(1); ++i) row.at(0, i) = float(scale * row.at(0, i));
+    b.at(first + k) = float(scale * (double(b.at(first + k)) - threshold));
+  }
   const std::string file = (fs::path(s.out) / "projector_stage1.safetensors").string();
   io::SafeTensorsWriter out;
   for (const auto& q : p.parameters().all()) out.add(q.name(), q.value());
@@ -140,13 +175,13 @@ inline Stage1Weights run_stage1(const DemoSettings& s, const data::AmosDataset& 
                 finding, presence, context);
     std::fflush(stdout);
   };
-  const train::VisionPretrainingResult r = train::pretrain_vision(vit, heads, training, o);
+  train::pretrain_vision(vit, heads, training, o);
   const train::DetectionResult d = train::evaluate_detection(vit, heads, held_out);
   times.stage1 = seconds_since(t);
   std::printf("  held-out detection F1 (presence of each finding kind):");
   for (const auto& k : d.scores.per_kind) std::printf(" %s %.2f", k.kind.c_str(), k.f1);
   std::printf("; patches classed right %.1f%%  (%.1f s)\n", 100 * d.patch_accuracy, times.stage1);
-  Stage1Weights out{(fs::path(s.out) / "vision_stage1.safetensors").string(), write_projector_seed(s, heads)};
+  Stage1Weights out{(fs::path(s.out) / "vision_stage1.safetensors").string(), write_projector_seed(s, vit, heads, training)};
   io::SafeTensorsWriter w;
   for (const auto& p : vit.parameters().all()) w.add(p.name(), p.value());
   w.write(out.vision);
@@ -197,6 +232,10 @@ inline train::MllmRunConfig stage2_config(const DemoSettings& s, const Stage1Wei
   c.max_length = 512;
   c.eval_every = std::max(1, s.stage2_steps / 4);
   c.seed = data::derive_seed(s.seed, 21);
+  // Some samples are the world's yes/no questions, asked as focused inference asks them, their
+  // answers weighted up (a two-token answer against a hundred-token report): what lets the
+  // trained model answer the focused-inference augmenter.
+  c.vqa = {.fraction = s.vqa_fraction, .answer_weight = s.answer_weight, .focused = data::synthetic_focused_questions()};
   return c;
 }
 
@@ -231,6 +270,30 @@ inline Reports always_normal(const data::AmosDataset& ds, uint64_t seed) {
   for (const data::AmosCase& c : ds.validation)
     for (size_t r = 0; r < eval::kReportRegions.size(); ++r) out[c.id][eval::kReportRegions[r]] = normal.findings[r];
   return out;
+}
+
+// The paper's focused inference with the world's questions: each question of a region is asked in
+// its own conversation about the case's CT (encoded once), and a "yes" puts the kind's sentence first.
+inline Reports with_focused(const mllm::Model<float>& model, const data::AmosDataset& ds, Reports reports, uint64_t seed) {
+  const augment::FocusedInferenceConfig fc = data::synthetic_focused_questions();
+  mllm::AnswerOptions o;
+  o.generation.do_sample = true;
+  o.generation.temperature = fc.temperature;
+  o.generation.top_p = fc.top_p;
+  o.generation.max_new_tokens = fc.max_new_tokens;
+  for (const data::AmosCase& c : ds.validation) {
+    const Tensor<float> ct = vision::preprocess_ct(io::read_nifti(c.image), model.config().preprocess);
+    const auto visual = mllm::encode_ct(model, ct, Tensor<float>());
+    for (auto& [region, text] : reports.at(c.id)) {
+      if (!fc.regions.count(region)) continue;
+      const auto ask = [&](const std::string& question) {
+        o.generation.seed = seed++;
+        return mllm::answer(model, visual, {augment::focused_messages(fc.region(region), question)}, o).front().text;
+      };
+      text = augment::focused_inference(text, region, fc, ask).report;
+    }
+  }
+  return reports;
 }
 
 inline Reports with_normality(Reports reports) {
@@ -313,6 +376,7 @@ inline eval::ReportScores run_demo(const DemoSettings& s) {
   systems.push_back({"untrained", eval::score_region_reports(model_reports(untrained, ds, s.max_new_tokens), refs, labeller)});
   systems.push_back({"trained", eval::score_region_reports(trained_reports, refs, labeller)});
   systems.push_back({"trained + normality", eval::score_region_reports(with_normality(trained_reports), refs, labeller)});
+  systems.push_back({"trained + focused", eval::score_region_reports(with_focused(trained, ds, trained_reports, s.seed), refs, labeller)});
   times.evaluation = seconds_since(t);
   print_table(systems);
 

@@ -80,13 +80,13 @@ struct FindingKindInfo {
 };
 
 inline constexpr std::array<FindingKindInfo, kNumFindingKinds> kFindingKinds = {{
-    {FindingKind::lung_nodule, "lung_nodule", Region::chest, "diameter", 24, 32},
+    {FindingKind::lung_nodule, "lung_nodule", Region::chest, "diameter", 32, 44},
     {FindingKind::pleural_effusion, "pleural_effusion", Region::chest, "maximal depth", 25, 60},
     {FindingKind::pericardial_effusion, "pericardial_effusion", Region::chest, "maximal thickness", 14, 24},
-    {FindingKind::liver_cyst, "liver_cyst", Region::abdomen, "diameter", 24, 45},
-    {FindingKind::kidney_stone, "kidney_stone", Region::abdomen, "diameter", 24, 28},
+    {FindingKind::liver_cyst, "liver_cyst", Region::abdomen, "diameter", 36, 60},
+    {FindingKind::kidney_stone, "kidney_stone", Region::abdomen, "diameter", 30, 38},
     {FindingKind::splenomegaly, "splenomegaly", Region::abdomen, "spleen length", 130, 185},
-    {FindingKind::bladder_wall_thickening, "bladder_wall_thickening", Region::pelvis, "wall thickness", 12, 18},
+    {FindingKind::bladder_wall_thickening, "bladder_wall_thickening", Region::pelvis, "wall thickness", 16, 24},
 }};
 
 inline const FindingKindInfo& kind_info(FindingKind k) { return kFindingKinds[size_t(k)]; }
@@ -102,7 +102,7 @@ inline FindingKind parse_finding_kind(std::string_view name) {
 // The model input grid the finding sizes were chosen for, and the extent (z, y, x) in model
 // voxels that every finding reaches there: counting model voxels at least half filled by it.
 inline constexpr std::array<int64_t, 3> kModelInputShape = {32, 64, 64};
-inline constexpr std::array<int64_t, 3> kMinFindingModelVoxels = {2, 3, 3};
+inline constexpr std::array<int64_t, 3> kMinFindingModelVoxels = {3, 4, 4};
 
 // One finding of one case.
 struct Finding {
