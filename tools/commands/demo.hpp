@@ -19,6 +19,12 @@ inline void add_demo_command(CLI::App& app) {
   cmd->add_option("--val-cases", s.validation_cases, "Held-out phantoms")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--stage1-steps", s.stage1_steps, "Vision pretraining steps")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--stage2-steps", s.stage2_steps, "MLLM training steps")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--vqa-fraction", s.vqa_fraction, "Share of stage-2 samples that are yes/no questions")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--answer-weight", s.answer_weight, "Loss weight of the questions' answer tokens")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--min-f1", min_f1, "Exit with status 2 when the trained model's held-out F1 is below this");
   cmd->callback([] {
     if (quick) s.make_quick();

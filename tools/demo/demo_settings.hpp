@@ -22,9 +22,9 @@ struct DemoSettings {
   // Stage 2: the MLLM (encoder frozen; projector and the LLM, trained from scratch, learn).
   int64_t projector_pool = 4;  // 8x8x8 patches -> 2x2x2 tokens, + the summary token
   int64_t llm_hidden = 192, llm_layers = 3, llm_heads = 6, llm_kv_heads = 2, llm_intermediate = 512;
-  int stage2_steps = 1200, stage2_batch = 8;
+  int stage2_steps = 1600, stage2_batch = 8;
   double stage2_lr = 1e-3;
-  double vqa_fraction = 0.3, answer_weight = 4;  // yes/no question samples (run.json "vqa")
+  double vqa_fraction = 0.3, answer_weight = 30;  // yes/no question samples (run.json "vqa")
   // Evaluation.
   int64_t max_new_tokens = 160;
 

@@ -380,8 +380,10 @@ inline eval::ReportScores run_demo(const DemoSettings& s) {
   times.evaluation = seconds_since(t);
   print_table(systems);
 
-  // Beside the run: scores, sample reports, the loss curve (written by the trainer).
+  // Beside the run: scores, sample reports, the focused-inference questions (for `ctmllm report
+  // --focused-config`), the loss curve (written by the trainer).
   std::ofstream(fs::path(s.out) / "scores.json") << scores_json(systems).dump(2) << "\n";
+  std::ofstream(fs::path(s.out) / "focused_questions.json") << data::synthetic_focused_questions().to_json().dump(2) << "\n";
   nlohmann::json samples = nlohmann::json::array();
   for (const data::AmosCase& c : ds.validation) {
     if (samples.size() == 5) break;
@@ -395,7 +397,7 @@ inline eval::ReportScores run_demo(const DemoSettings& s) {
                 first["generated"][r].get<std::string>().c_str());
   std::printf("\ntimes: data %.0f s, tokenizer %.1f s, stage 1 %.0f s, stage 2 %.0f s, evaluation %.0f s; total %.0f s\n",
               times.data, times.tokenizer, times.stage1, times.stage2, times.evaluation, seconds_since(t_all));
-  std::printf("written: %s/{scores.json, sample_reports.json}, %s (loss curve), %s (model)\n", s.out.c_str(),
+  std::printf("written: %s/{scores.json, sample_reports.json, focused_questions.json}, %s (loss curve), %s (model)\n", s.out.c_str(),
               summary.loss_curve.c_str(), summary.model_dir.c_str());
   return systems[2].scores;
 }
