@@ -1,6 +1,7 @@
 // Stage-1 vision pretraining: patch classes from label maps, examples and batches from phantoms,
 // the presence logits, the heads' loss gradient (float64 finite differences), a tiny ViT whose loss
 // falls, and the calibrated presence thresholds.
+#include <array>
 #include <set>
 #include <vector>
 
@@ -19,6 +20,31 @@ namespace {
 data::PhantomConfig every_kind() {
   data::PhantomConfig cfg;
   cfg.prevalence.fill(1.0);
+  return cfg;
+}
+
+// Examples of the phantoms of `seeds` on a 16x32x32 grid, and a one-block ViT for them.
+constexpr std::array<int64_t, 3> kTinyGrid = {16, 32, 32};
+
+std::vector<train::VisionExample> tiny_examples(const data::PhantomConfig& cfg, uint64_t first, uint64_t last) {
+  train::VisionExampleOptions o;
+  o.preprocess.size = kTinyGrid;
+  std::vector<train::VisionExample> examples;
+  for (uint64_t seed = first; seed < last; ++seed) {
+    const data::Phantom p = data::make_phantom(cfg, seed);
+    examples.push_back(train::make_vision_example(p.ct.to<float>(), p.labels, p.spacing[2], p.findings, {4, 8, 8}, o));
+  }
+  return examples;
+}
+
+vision::ViT3DConfig tiny_vit() {
+  vision::ViT3DConfig cfg;
+  cfg.img_size = kTinyGrid;
+  cfg.patch_size = {4, 8, 8};
+  cfg.hidden_size = 32;
+  cfg.num_layers = 1;
+  cfg.num_heads = 2;
+  cfg.mlp_dim = 64;
   return cfg;
 }
 
@@ -108,20 +134,8 @@ TEST_CASE("presence is each finding logit's maximum over the tokens plus the bia
 }
 
 TEST_CASE("a tiny ViT's pretraining loss falls and its gradients reach the encoder", "[train][vision_pretraining]") {
-  train::VisionExampleOptions o;
-  o.preprocess.size = {16, 32, 32};
-  std::vector<train::VisionExample> examples;
-  for (uint64_t seed = 10; seed < 14; ++seed) {
-    const data::Phantom p = data::make_phantom({}, seed);
-    examples.push_back(train::make_vision_example(p.ct.to<float>(), p.labels, p.spacing[2], p.findings, {4, 8, 8}, o));
-  }
-  vision::ViT3DConfig cfg;
-  cfg.img_size = o.preprocess.size;
-  cfg.patch_size = {4, 8, 8};
-  cfg.hidden_size = 32;
-  cfg.num_layers = 1;
-  cfg.num_heads = 2;
-  cfg.mlp_dim = 64;
+  const std::vector<train::VisionExample> examples = tiny_examples({}, 10, 14);
+  const vision::ViT3DConfig cfg = tiny_vit();
   Rng rng(5);
   vision::ViT3D<float> vit(cfg);
   vit.init(rng);
@@ -159,22 +173,10 @@ TEST_CASE("a tiny ViT's pretraining loss falls and its gradients reach the encod
 }
 
 TEST_CASE("the calibrated presence bias puts each kind's threshold at its best F1 cut", "[train][vision_pretraining]") {
-  train::VisionExampleOptions o;
-  o.preprocess.size = {16, 32, 32};
   data::PhantomConfig cfg;
   cfg.prevalence[size_t(data::FindingKind::splenomegaly)] = 0;  // a kind no example has: it must never fire
-  std::vector<train::VisionExample> examples;
-  for (uint64_t seed = 30; seed < 46; ++seed) {
-    const data::Phantom p = data::make_phantom(cfg, seed);
-    examples.push_back(train::make_vision_example(p.ct.to<float>(), p.labels, p.spacing[2], p.findings, {4, 8, 8}, o));
-  }
-  vision::ViT3DConfig vc;
-  vc.img_size = o.preprocess.size;
-  vc.patch_size = {4, 8, 8};
-  vc.hidden_size = 32;
-  vc.num_layers = 1;
-  vc.num_heads = 2;
-  vc.mlp_dim = 64;
+  const std::vector<train::VisionExample> examples = tiny_examples(cfg, 30, 46);
+  const vision::ViT3DConfig vc = tiny_vit();
   Rng rng(8);
   vision::ViT3D<float> vit(vc);
   vit.init(rng);
