@@ -93,13 +93,16 @@ inline nlohmann::json projector_json(const DemoSettings& s) {
           {"out_dim", s.llm_hidden}};
 }
 
-// The projector stage 2 starts from: seeded as usual, with the first rows of its first layer set to
-// stage 1's patch classifier, so the summary token starts out as stage 1's detector (one channel
-// per patch class, maxed over the volume) and stage 2 trains from there. Each finding row is
-// shifted and scaled so that its summary channel reads about +4 on training cases with that
-// finding and -4 on those without, its best-F1 threshold at 0: the raw logits of the focal kinds
-// vary over a few units around an arbitrary level, and a Llama trained from scratch stated only
-// the kinds whose channels stood out (the effusions and splenomegaly; docs/DEMO.md).
+// The projector stage 2 starts from: seeded as usual, then its first layer set to stage 1's finding
+// classifier — rows kNumOrgans.. are the finding-class rows of stage 1's patch head, every other row
+// zero — so the summary token starts out as stage 1's detector (one channel per finding kind, maxed
+// over the volume) and nothing else, and stage 2 trains from there. Each finding row is shifted and
+// scaled so that its summary channel reads about +4 on training cases with that finding and -4 on
+// those without, its best-F1 threshold at 0: the raw logits of the focal kinds vary over a few units
+// around an arbitrary level. Both choices were measured (docs/DEMO.md): a Llama trained from scratch
+// stated only the kinds whose channels stood out, and with random and organ rows beside the finding
+// rows — maxed over the volume, they vary from case to case with the anatomy — it learned to read
+// four of seven channels even when stage 1 detected every kind perfectly.
 inline std::string write_projector_seed(const DemoSettings& s, const vision::ViT3D<float>& vit,
                                         const train::VisionPretrainingHeads<float>& heads,
                                         const std::vector<train::VisionExample>& training) {
@@ -113,12 +116,14 @@ inline std::string write_projector_seed(const DemoSettings& s, const vision::ViT
   Tensor<float> w = p.parameters().get("projector.0.weight").value(), b = p.parameters().get("projector.0.bias").value();
   CTMLLM_CHECK(w.size(0) >= head_w.size(0), "demo: the LLM width ", w.size(0), " is below the ", head_w.size(0),
                " patch classes the projector is seeded with");
-  w.slice(0, 0, head_w.size(0)).copy_from(head_w);
-  b.slice(0, 0, head_b.size(0)).copy_from(head_b);
-
-  // Each finding logit's maximum over the volume, on (up to) the cases stage 1 calibrated on.
   constexpr int K = data::kNumFindingKinds;
   const int64_t first = data::label::kNumOrgans;
+  w.fill(0.0f);
+  b.fill(0.0f);
+  w.slice(0, first, first + K).copy_from(head_w.slice(0, first, first + K));
+  b.slice(0, first, first + K).copy_from(head_b.slice(0, first, first + K));
+
+  // Each finding logit's maximum over the volume, on (up to) the cases stage 1 calibrated on.
   const std::vector<train::VisionExample> cases(training.begin(),
                                                 training.begin() + std::min<ptrdiff_t>(256, ptrdiff_t(training.size())));
   std::array<std::vector<std::pair<float, bool>>, K> maxima;

@@ -4,6 +4,12 @@
 // normal organs as real reports do, plus a short impression. Every sentence is one of several
 // templates chosen by the seed. Positive sentences carry a pattern of finding_table.hpp and no
 // negation cue; absences are written as a cue before a pattern (or do not name the finding).
+// An organ's finding sentences and its normal sentences never begin with the same word, and most
+// finding sentences of an organ share their first word: the decision "finding or not" falls on the
+// first word of the organ's sentence. Greedy decoding picks the likeliest next word, not the
+// likeliest meaning: when "The urinary bladder wall is diffusely thickened" and "The urinary bladder
+// wall is smooth" shared their start, a trained model's belief in a finding was split over many
+// continuations and lost to the normal sentence (docs/SYNTHETIC_CT.md, "Report phrasing").
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -112,7 +118,7 @@ inline std::vector<std::string> chest(Phrasing& p, const Finding* nodule, const 
         *nodule));
   else
     out.push_back(p.pick({"No pulmonary nodules or masses are seen.", "No nodules are identified in either lung.",
-                          "There are no suspicious pulmonary nodules."}));
+                          "No suspicious pulmonary nodules are seen."}));
   if (pleural && pleural->side == "bilateral")
     out.push_back(p.say({"Bilateral {degree} pleural effusions are present, up to {size} deep.",
                          "There are {degree} bilateral pleural effusions with a maximal depth of {size}.",
@@ -124,7 +130,7 @@ inline std::vector<std::string> chest(Phrasing& p, const Finding* nodule, const 
                          "{Side} pleural effusion, {degree}, layering posteriorly with a depth of {size}."},
                         *pleural));
   else
-    out.push_back(p.pick({"No pleural effusion is seen.", "There is no pleural effusion.",
+    out.push_back(p.pick({"No pleural effusion is seen.", "The pleural spaces are clear, with no effusion.",
                           "No pleural effusion or pneumothorax is present."}));
   if (pericardial)
     out.push_back(p.say({"A {degree} pericardial effusion is present, measuring up to {size} in thickness.",
@@ -147,29 +153,29 @@ inline std::vector<std::string> chest(Phrasing& p, const Finding* nodule, const 
 inline std::vector<std::string> abdomen(Phrasing& p, const Finding* cyst, const Finding* stone, const Finding* spleen) {
   std::vector<std::string> out;
   if (cyst) {
-    out.push_back(
-        p.pick({"The liver is normal in size and contour.", "The liver is normal in size.", "Liver size is normal."}));
-    out.push_back(p.say({"A well-circumscribed cyst measuring {size} is seen in the {loc}.",
+    out.push_back(p.say({"There is a well-circumscribed cyst measuring {size} in the {loc}.",
                          "There is a {size} simple cyst in the {loc}.",
-                         "A round low-attenuation lesion of {size} with fluid density is present in the {loc}, "
+                         "There is a round low-attenuation lesion of {size} with fluid density in the {loc}, "
                          "consistent with a hepatic cyst.",
                          "In the {loc} there is a {size} cystic lesion with a thin wall."},
                         *cyst));
+    out.push_back(p.pick({"The liver is otherwise normal in size and contour.", "The liver is otherwise unremarkable.",
+                          "Otherwise the liver is normal in size."}));
   } else {
     out.push_back(p.pick({"The liver is normal in size and density, with no cysts or focal lesions.",
-                          "The liver is normal in size and attenuation, without a cyst or focal lesion.",
+                          "Liver size and attenuation are normal, without a cyst or focal lesion.",
                           "No hepatic cyst or mass is seen, and the liver is normal in size."}));
   }
   if (spleen)
-    out.push_back(p.say({"The spleen is enlarged, measuring {size} in length.",
+    out.push_back(p.say({"Splenomegaly is present, the spleen measuring {size} in length.",
                          "{Degree} splenomegaly is present, with a splenic length of {size}.",
-                         "There is splenomegaly; the spleen measures {size} in length."},
+                         "Splenomegaly is seen; the spleen measures {size} in length."},
                         *spleen));
   else
     out.push_back(p.pick({"The spleen is normal in size and density.", "There is no splenomegaly.",
-                          "The spleen is normal in size, without splenomegaly."}));
+                          "Spleen size is normal, without splenomegaly."}));
   if (stone) {
-    out.push_back(p.say({"A {size} calculus is seen in the {loc} of the {side} kidney.",
+    out.push_back(p.say({"There is a {size} calculus in the {loc} of the {side} kidney.",
                          "There is a {size} dense stone in the {side} kidney, {loc}.",
                          "{Side} nephrolithiasis is present, with a {size} calculus in the {loc}."},
                         *stone));
@@ -191,19 +197,19 @@ inline std::vector<std::string> abdomen(Phrasing& p, const Finding* cyst, const 
 inline std::vector<std::string> pelvis(Phrasing& p, const Finding* wall) {
   std::vector<std::string> out;
   if (wall && wall->location == "diffuse")
-    out.push_back(p.say({"The urinary bladder wall is diffusely thickened, measuring up to {size}.",
+    out.push_back(p.say({"There is diffuse thickening of the urinary bladder wall, measuring up to {size}.",
                          "Diffuse bladder wall thickening is present, up to {size} thick.",
                          "There is circumferential thickening of the bladder wall, up to {size}."},
                         *wall));
   else if (wall)
     out.push_back(p.say({"Focal thickening of the {wall} bladder wall is seen, measuring up to {size}.",
-                         "The {wall} wall of the bladder is focally thickened, up to {size}.",
+                         "There is focal thickening of the {wall} wall of the bladder, up to {size}.",
                          "There is focal bladder wall thickening along the {wall} wall, measuring {size}."},
                         *wall));
   else
     out.push_back(
         p.pick({"The bladder is well distended, with no wall thickening.",
-                "The urinary bladder wall is smooth and not thickened.", "No bladder wall thickening is seen."}));
+                "Bladder wall thickness is normal, with no thickening.", "No bladder wall thickening is seen."}));
   out.push_back(p.pick({"No free fluid is seen in the pelvis.", "There is no pelvic free fluid."}));
   out.push_back(p.pick({"No enlarged pelvic lymph nodes are seen.", "There is no pelvic lymphadenopathy."}));
   out.push_back(
