@@ -1,7 +1,6 @@
 // AMOS-MM layout: a synthetic dataset written and read back (images, masks, label maps, reports,
 // finding lists, questions), byte-identical for a seed whatever the thread count, the AMOS-MM
 // inline-report form, and ctmllm::Error naming the path for missing or malformed files.
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -12,32 +11,20 @@
 #include "ctmllm/data/synthetic_dataset.hpp"
 #include "ctmllm/io/nifti.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/fixtures.hpp"
 
 using namespace ctmllm;
+using testing::message_of;
+using testing::scratch_dir;
 using namespace ctmllm::data;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string scratch(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("ctmllm_data_world_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  return dir.string();
-}
-
 std::string bytes_of(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-std::string message_of(const auto& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 SyntheticDatasetConfig small_config(uint64_t seed) {
@@ -54,7 +41,7 @@ SyntheticDatasetConfig small_config(uint64_t seed) {
 }  // namespace
 
 TEST_CASE("a synthetic dataset reads back as the phantoms and reports that made it", "[data_world][amos]") {
-  const std::string dir = scratch("roundtrip");
+  const std::string dir = scratch_dir("roundtrip");
   const SyntheticDatasetConfig cfg = small_config(7);
   const SyntheticDatasetSummary summary = write_synthetic_dataset(dir, cfg);
   const AmosDataset d = read_amos_dataset(dir + "/dataset.json");
@@ -102,7 +89,7 @@ TEST_CASE("a synthetic dataset reads back as the phantoms and reports that made 
 }
 
 TEST_CASE("a dataset is byte-identical for a seed, whatever the thread count", "[data_world][amos]") {
-  const std::string a = scratch("det_a"), b = scratch("det_b"), c = scratch("det_c");
+  const std::string a = scratch_dir("det_a"), b = scratch_dir("det_b"), c = scratch_dir("det_c");
   const int threads = num_threads();
   set_num_threads(1);
   write_synthetic_dataset(a, small_config(3));
@@ -125,7 +112,7 @@ TEST_CASE("a dataset is byte-identical for a seed, whatever the thread count", "
 }
 
 TEST_CASE("the reader accepts AMOS-MM's inline reports", "[data_world][amos]") {
-  const std::string dir = scratch("inline");
+  const std::string dir = scratch_dir("inline");
   fs::create_directories(fs::path(dir) / "imagesTr");
   const Phantom p = make_phantom({}, 1);
   io::write_nifti(dir + "/imagesTr/amos_0001.nii.gz", p.ct, p.spacing, p.affine);
@@ -146,7 +133,7 @@ TEST_CASE("the reader accepts AMOS-MM's inline reports", "[data_world][amos]") {
 }
 
 TEST_CASE("missing and malformed files raise an Error naming the path", "[data_world][amos]") {
-  const std::string dir = scratch("errors");
+  const std::string dir = scratch_dir("errors");
   write_synthetic_dataset(dir, small_config(9));
   const std::string json = dir + "/dataset.json";
 

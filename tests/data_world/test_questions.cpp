@@ -14,8 +14,10 @@
 #include "ctmllm/data/question_writer.hpp"
 #include "ctmllm/io/nifti.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 
 using namespace ctmllm;
+using testing::message_of;
 using namespace ctmllm::data;
 namespace fs = std::filesystem;
 
@@ -26,15 +28,6 @@ std::string scratch(const std::string& name) {
   fs::remove_all(dir);
   fs::create_directories(dir / "imagesTr");
   return dir.string();
-}
-
-std::string message_of(const auto& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 // A dataset folder with one tiny CT and a report file that cases can share.

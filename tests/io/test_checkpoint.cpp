@@ -4,24 +4,17 @@
 
 #include <filesystem>
 #include <fstream>
-#include <functional>
 
 #include "ctmllm/io/checkpoint.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/fixtures.hpp"
 
 using namespace ctmllm;
+using testing::message_of;
 namespace fs = std::filesystem;
 
 namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 // A scratch folder holding copies of the sharded safetensors fixture, with `index` as its index.
 std::string sharded_with_index(const std::string& name, const std::string& index) {
   const fs::path dir = fs::temp_directory_path() / ("ctmllm_test_" + std::to_string(::getpid()) + "_" + name);
@@ -72,23 +65,23 @@ TEST_CASE("single files: an index, a safetensors file, a torch archive by conten
 }
 
 TEST_CASE("a bad folder or index raises ctmllm::Error naming the file and the tensor", "[io][checkpoint][errors]") {
-  CHECK(error_of([] { io::CheckpointDir(testing::fixture_path("io/config")); }).find("no model.safetensors") != std::string::npos);
+  CHECK(message_of([] { io::CheckpointDir(testing::fixture_path("io/config")); }).find("no model.safetensors") != std::string::npos);
   CHECK_THROWS_AS(io::CheckpointDir(testing::fixture_path("io/nope")), Error);
 
   const std::string s1 = "model-00001-of-00002.safetensors", s2 = "model-00002-of-00002.safetensors";
   auto index = [](const std::string& weight_map) { return R"({"metadata": {}, "weight_map": )" + weight_map + "}"; };
   CHECK_NOTHROW(io::CheckpointDir(sharded_with_index("ok", index(R"({"lm_head.weight": ")" + s2 + R"("})"))));
 
-  std::string m = error_of([&] { io::CheckpointDir(sharded_with_index("missing", index(R"({"lm_head.weight": "model-00003.safetensors"})"))); });
+  std::string m = message_of([&] { io::CheckpointDir(sharded_with_index("missing", index(R"({"lm_head.weight": "model-00003.safetensors"})"))); });
   CHECK(m.find("model.safetensors.index.json") != std::string::npos);
   CHECK(m.find("model-00003.safetensors") != std::string::npos);
   CHECK(m.find("does not exist") != std::string::npos);
 
-  m = error_of([&] { io::CheckpointDir(sharded_with_index("wrong", index(R"({"lm_head.weight": ")" + s1 + R"("})"))); });
+  m = message_of([&] { io::CheckpointDir(sharded_with_index("wrong", index(R"({"lm_head.weight": ")" + s1 + R"("})"))); });
   CHECK(m.find("'lm_head.weight'") != std::string::npos);
   CHECK(m.find("does not hold it") != std::string::npos);
 
-  m = error_of([&] { io::CheckpointDir(sharded_with_index("escape", index(R"({"lm_head.weight": "../)" + s2 + R"("})"))); });
+  m = message_of([&] { io::CheckpointDir(sharded_with_index("escape", index(R"({"lm_head.weight": "../)" + s2 + R"("})"))); });
   CHECK(m.find("not a file beside the index") != std::string::npos);
   CHECK_THROWS_AS(io::CheckpointDir(sharded_with_index("abs", index(R"({"lm_head.weight": "/etc/passwd"})"))), Error);
   CHECK_THROWS_AS(io::CheckpointDir(sharded_with_index("nomap", R"({"metadata": {}})")), Error);

@@ -10,9 +10,11 @@
 
 #include "ctmllm/io/gzip.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/fixtures.hpp"
 
 using namespace ctmllm;
+using testing::message_of;
 
 namespace {
 std::string temp_path(const std::string& name) { return "/tmp/ctmllm_test_" + std::to_string(::getpid()) + "_" + name; }
@@ -33,14 +35,6 @@ std::vector<std::byte> concat(std::vector<std::byte> a, const std::vector<std::b
   return a;
 }
 
-std::string message_of(const auto& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 }  // namespace
 
 TEST_CASE("gzip round trip at every level and for empty input", "[io][gzip]") {

@@ -8,20 +8,14 @@
 
 #include "ctmllm/io/hf_config.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/fixtures.hpp"
 
 using namespace ctmllm;
+using testing::message_of;
 using nlohmann::json;
 
 namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 io::LlmConfig parse(const json& j) { return io::parse_llm_config(j, "test/config.json"); }
 // The llama fixture config with `edit` applied.
 json llama_with(const std::function<void(json&)>& edit) {
@@ -130,11 +124,11 @@ TEST_CASE("RoPE scaling in the legacy and the transformers 5 layouts", "[io][con
   CHECK(c.rope.original_max_position_embeddings == 4096);
 
   for (const char* type : {"dynamic", "yarn", "longrope", "su"}) {
-    const std::string m = error_of([&] { parse(llama_with([&](json& j) { j["rope_scaling"]["rope_type"] = type; })); });
+    const std::string m = message_of([&] { parse(llama_with([&](json& j) { j["rope_scaling"]["rope_type"] = type; })); });
     CHECK(m.find(std::string("unsupported rope_scaling type '") + type + "'") != std::string::npos);
     CHECK(m.find("test/config.json") != std::string::npos);
   }
-  const std::string m = error_of([] { parse(llama_with([](json& j) { j["rope_scaling"].erase("low_freq_factor"); })); });
+  const std::string m = message_of([] { parse(llama_with([](json& j) { j["rope_scaling"].erase("low_freq_factor"); })); });
   CHECK(m.find("missing required key 'low_freq_factor'") != std::string::npos);
   CHECK(m.find("rope_scaling") != std::string::npos);
   CHECK_THROWS_AS(parse(llama_with([](json& j) { j["rope_scaling"]["factor"] = -1.0; })), Error);
@@ -167,7 +161,7 @@ TEST_CASE("token ids, dtype and defaults", "[io][config]") {
 }
 
 TEST_CASE("bad configs raise ctmllm::Error naming the key, the value and the file", "[io][config][errors]") {
-  auto err = [](const std::function<void(json&)>& edit) { return error_of([&] { parse(llama_with(edit)); }); };
+  auto err = [](const std::function<void(json&)>& edit) { return message_of([&] { parse(llama_with(edit)); }); };
   std::string m = err([](json& j) { j.erase("hidden_size"); });
   CHECK(m.find("test/config.json") != std::string::npos);
   CHECK(m.find("missing required key 'hidden_size'") != std::string::npos);
@@ -187,7 +181,7 @@ TEST_CASE("bad configs raise ctmllm::Error naming the key, the value and the fil
 
   const std::string bad = "/tmp/ctmllm_test_" + std::to_string(::getpid()) + "_bad_config.json";
   std::ofstream(bad) << "{\"model_type\": \"llama\",";
-  m = error_of([&] { io::load_llm_config(bad); });
+  m = message_of([&] { io::load_llm_config(bad); });
   CHECK(m.find(bad) != std::string::npos);
   CHECK(m.find("not valid JSON") != std::string::npos);
   std::remove(bad.c_str());
@@ -226,7 +220,7 @@ TEST_CASE("generation_config.json: Llama-3.1's, every field, defaults, bad value
   CHECK(d.eos_token_ids.empty());
   CHECK(io::parse_generation_config(json{{"temperature", nullptr}}, "g.json").temperature == 1.0);
 
-  auto err = [](const json& j) { return error_of([&] { io::parse_generation_config(j, "g.json"); }); };
+  auto err = [](const json& j) { return message_of([&] { io::parse_generation_config(j, "g.json"); }); };
   CHECK(err(json{{"top_p", 0.0}}).find("'top_p'") != std::string::npos);
   CHECK(err(json{{"temperature", -1.0}}).find("'temperature'") != std::string::npos);
   CHECK(err(json{{"num_beams", 0}}).find("'num_beams'") != std::string::npos);

@@ -15,10 +15,12 @@
 
 #include "ctmllm/io/nifti.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/compare.hpp"
 #include "support/fixtures.hpp"
 
 using namespace ctmllm;
+using testing::message_of;
 
 namespace {
 std::string temp_path(const std::string& name) { return "/tmp/ctmllm_test_" + std::to_string(::getpid()) + "_" + name; }
@@ -31,15 +33,6 @@ std::vector<std::byte> inflated(const std::string& file) {
 template <class T>
 void put(std::vector<std::byte>& b, size_t off, T v) {
   std::memcpy(b.data() + off, &v, sizeof(T));
-}
-
-std::string message_of(const auto& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 // Numeric header fields as (offset, bytes per value, count), to flip a file's byte order.

@@ -1,7 +1,6 @@
 // PEFT adapters: the peft-saved LoRA fixture (llama r=4) and a DoRA + rsLoRA adapter with rank and
 // alpha patterns, regex targets and modules_to_save; write -> read round trips that reproduce
 // peft's files exactly; bad adapters.
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -9,31 +8,21 @@
 
 #include "ctmllm/io/peft.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/fixtures.hpp"
 
 using namespace ctmllm;
+using testing::message_of;
+using testing::scratch_dir;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-std::string scratch(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("ctmllm_test_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(d);
-  return d.string();
-}
 // Writes `a`, reads it back, and checks that both files match peft's originals in `fixture`:
 // the same config keys and values, the same tensor names, bit-identical float32 values.
 void check_round_trip(const std::string& fixture, const std::string& name) {
   const io::Adapter a = io::load_adapter(fixture);
-  const std::string out = scratch(name);
+  const std::string out = scratch_dir(name);
   io::save_adapter(a, out);
   CHECK(io::read_json_file(out + "/adapter_config.json") == io::read_json_file(fixture + "/adapter_config.json"));
   const io::SafeTensorsFile ref(fixture + "/adapter_model.safetensors"), got(out + "/adapter_model.safetensors");
@@ -51,7 +40,7 @@ void check_round_trip(const std::string& fixture, const std::string& name) {
 }
 // A copy of the llama_r4 adapter with `edit` applied to its config.
 std::string adapter_with_config(const std::string& name, const std::function<void(json&)>& edit) {
-  const std::string d = scratch(name);
+  const std::string d = scratch_dir(name);
   const std::string src = testing::fixture_path("lora/llama_r4/adapter");
   fs::create_directories(d);
   fs::copy_file(src + "/adapter_model.safetensors", d + "/adapter_model.safetensors");
@@ -134,7 +123,7 @@ TEST_CASE("a new adapter written from scratch reads back", "[io][peft]") {
   a.config.target_modules = {"q_proj"};
   a.config.task_type = "CAUSAL_LM";
   a.modules["model.layers.0.self_attn.q_proj"] = {Tensor<float>::ones({2, 8}), Tensor<float>::zeros({6, 2}), {}, 0};
-  const std::string out = scratch("new");
+  const std::string out = scratch_dir("new");
   io::save_adapter(a, out);
   const json j = io::read_json_file(out + "/adapter_config.json");
   CHECK(j.at("peft_type") == "LORA");
@@ -148,17 +137,17 @@ TEST_CASE("a new adapter written from scratch reads back", "[io][peft]") {
 
   // The writer checks shapes against the config before writing anything.
   a.modules["model.layers.0.self_attn.q_proj"].B = Tensor<float>::zeros({6, 3});
-  CHECK(error_of([&] { io::save_adapter(a, out); }).find("expected [2, in] and [out, 2]") != std::string::npos);
+  CHECK(message_of([&] { io::save_adapter(a, out); }).find("expected [2, in] and [out, 2]") != std::string::npos);
   a.modules["model.layers.0.self_attn.q_proj"].B = Tensor<float>::zeros({6, 2});
   a.modules["model.layers.0.self_attn.q_proj"].magnitude = Tensor<float>::ones({6});
-  CHECK(error_of([&] { io::save_adapter(a, out); }).find("without use_dora") != std::string::npos);
+  CHECK(message_of([&] { io::save_adapter(a, out); }).find("without use_dora") != std::string::npos);
   fs::remove_all(out);
 }
 
 TEST_CASE("bad adapters raise ctmllm::Error naming the file and the key or tensor", "[io][peft][errors]") {
   auto err = [](const std::string& name, const std::function<void(json&)>& edit) {
     const std::string d = adapter_with_config(name, edit);
-    const std::string m = error_of([&] { io::load_adapter(d); });
+    const std::string m = message_of([&] { io::load_adapter(d); });
     fs::remove_all(d);
     return m;
   };
@@ -177,7 +166,7 @@ TEST_CASE("bad adapters raise ctmllm::Error naming the file and the key or tenso
   CHECK(err("bias", [](json& j) { j["bias"] = "some"; }).find("'bias'") != std::string::npos);
   CHECK(err("regex", [](json& j) { j["target_modules"] = "(q_proj"; }).find("not a valid regular expression") != std::string::npos);
   CHECK(err("rp", [](json& j) { j["rank_pattern"] = {{"q_proj", "2"}}; }).find("must be an integer") != std::string::npos);
-  CHECK(error_of([] { io::load_adapter("/tmp/ctmllm_no_such_adapter"); }).find("cannot open") != std::string::npos);
+  CHECK(message_of([] { io::load_adapter("/tmp/ctmllm_no_such_adapter"); }).find("cannot open") != std::string::npos);
 
   // Tensors that are not peft's: no prefix, an unknown LoRA part, a half-present module.
   auto bad_tensor = [&](const std::string& name, const std::string& tensor) {
@@ -187,7 +176,7 @@ TEST_CASE("bad adapters raise ctmllm::Error naming the file and the key or tenso
     w.add("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", Tensor<float>::zeros({64, 4}));
     w.add(tensor, Tensor<float>::zeros({4, 4}));
     w.write(d + "/adapter_model.safetensors");
-    const std::string msg = error_of([&] { io::load_adapter(d); });
+    const std::string msg = message_of([&] { io::load_adapter(d); });
     fs::remove_all(d);
     CHECK(msg.find(tensor) != std::string::npos);
     return msg;
@@ -201,7 +190,7 @@ TEST_CASE("bad adapters raise ctmllm::Error naming the file and the key or tenso
   io::SafeTensorsWriter w;
   w.add("base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight", Tensor<float>::zeros({4, 64}));
   w.write(d + "/adapter_model.safetensors");
-  m = error_of([&] { io::load_adapter(d); });
+  m = message_of([&] { io::load_adapter(d); });
   fs::remove_all(d);
   CHECK(m.find("'model.layers.0.self_attn.k_proj' needs both lora_A and lora_B") != std::string::npos);
 }

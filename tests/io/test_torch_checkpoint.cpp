@@ -1,19 +1,19 @@
 // torch.save checkpoints: every dtype, strided views and shared storages, nn.Parameter, nested
 // dicts, DEFLATE members; the restricted unpickler on hand-written pickles; and corrupt, truncated,
 // legacy and malicious files, which must raise ctmllm::Error and never execute or crash.
-#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <iterator>
 
 #include "ctmllm/io/torch_checkpoint.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/fixtures.hpp"
 
 using namespace ctmllm;
+using testing::message_of;
 using namespace std::string_literals;
 namespace pickle = ctmllm::io::pickle;
 
@@ -31,14 +31,6 @@ io::MappedFile in_memory(const std::vector<std::byte>& bytes, const std::string&
   return io::MappedFile::from_memory(name, buf, bytes.size());
 }
 std::span<const std::byte> as_bytes(const std::string& s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 // Values as doubles, in row-major order, whatever the stored dtype.
 template <class File>
 std::vector<double> values(const File& f, const std::string& name) {
@@ -148,7 +140,7 @@ TEST_CASE("the unpickler reads protocol 4 and 5 value pickles", "[io][pickle]") 
 
 TEST_CASE("the unpickler refuses globals and opcodes outside its allow-list", "[io][pickle][errors]") {
   auto err = [](const std::string& bytes) {
-    return error_of([&] { pickle::unpickle(as_bytes(bytes), "test.pkl"); });
+    return message_of([&] { pickle::unpickle(as_bytes(bytes), "test.pkl"); });
   };
   CHECK(err("\x80\x02" "cos\nsystem\n(S'ls'\ntR."s).find("global os.system is not allowed") != std::string::npos);
   CHECK(err("\x80\x02" "cbuiltins\neval\n)R."s).find("builtins.eval") != std::string::npos);
@@ -172,16 +164,16 @@ TEST_CASE("the unpickler refuses globals and opcodes outside its allow-list", "[
 TEST_CASE("a malicious checkpoint is refused without running anything", "[io][torch][errors]") {
   const std::string marker = "/tmp/ctmllm_pickle_pwned";
   std::filesystem::remove(marker);
-  const std::string msg = error_of([] { io::TorchCheckpoint(testing::fixture_path("io/torch/malicious.pth")); });
+  const std::string msg = message_of([] { io::TorchCheckpoint(testing::fixture_path("io/torch/malicious.pth")); });
   CHECK(msg.find("malicious.pth") != std::string::npos);
   CHECK(msg.find("global os.system is not allowed") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(marker));
 }
 
 TEST_CASE("legacy, non-torch and corrupt archives raise ctmllm::Error", "[io][torch][errors]") {
-  CHECK(error_of([] { io::load_torch_state_dict(testing::fixture_path("io/torch/legacy.pth")); }).find("legacy") !=
+  CHECK(message_of([] { io::load_torch_state_dict(testing::fixture_path("io/torch/legacy.pth")); }).find("legacy") !=
         std::string::npos);
-  CHECK(error_of([] { io::TorchCheckpoint(testing::fixture_path("io/torch/expected.safetensors")); }).find("not a zip") !=
+  CHECK(message_of([] { io::TorchCheckpoint(testing::fixture_path("io/torch/expected.safetensors")); }).find("not a zip") !=
         std::string::npos);
   CHECK_THROWS_AS(io::TorchCheckpoint(testing::fixture_path("io/torch/missing.pth")), Error);
   const auto good = read_bytes(testing::fixture_path("io/torch/state_dict.pth"));
@@ -196,7 +188,7 @@ TEST_CASE("legacy, non-torch and corrupt archives raise ctmllm::Error", "[io][to
       ++hits;
     }
   REQUIRE(hits == 2);
-  CHECK(error_of([&] { io::TorchCheckpoint(in_memory(renamed, "renamed.pth")); }).find("no member 'state_dict/data/3'") !=
+  CHECK(message_of([&] { io::TorchCheckpoint(in_memory(renamed, "renamed.pth")); }).find("no member 'state_dict/data/3'") !=
         std::string::npos);
 
   // Every truncation fails cleanly (the end-of-central-directory record is gone).

@@ -4,21 +4,15 @@
 
 #include "ctmllm/autograd/embedding.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/compare.hpp"
 #include "support/gradcheck.hpp"
 
 using namespace ctmllm;
+using testing::message_of;
 using testing::rel_error;
 
 namespace {
-std::string error_of(auto&& f) {
-  try {
-    f();
-  } catch (const ctmllm::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 }  // namespace
 
 TEST_CASE("embedding gathers rows and scatter-adds gradients", "[ops][embedding]") {
@@ -70,7 +64,7 @@ TEST_CASE("embedding backward does not depend on the thread count", "[ops][embed
 
 TEST_CASE("embedding rejects bad ids and shapes", "[ops][embedding]") {
   const auto w = Rng(5).normal<float>({8, 4});
-  const std::string msg = error_of([&] { ops::embedding(w, Tensor<int64_t, Cpu>::from({1, 8, 2}, {3})); });
+  const std::string msg = message_of([&] { ops::embedding(w, Tensor<int64_t, Cpu>::from({1, 8, 2}, {3})); });
   CHECK(msg.find("id 8 at index 1") != std::string::npos);
   CHECK(msg.find("[0, 8)") != std::string::npos);
   CHECK_THROWS_AS(ops::embedding(w, Tensor<int64_t, Cpu>::from({-1}, {1})), ctmllm::Error);

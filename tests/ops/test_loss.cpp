@@ -6,11 +6,13 @@
 
 #include "ctmllm/autograd/loss.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/compare.hpp"
 #include "support/fixtures.hpp"
 #include "support/gradcheck.hpp"
 
 using namespace ctmllm;
+using testing::message_of;
 using testing::rel_error;
 
 namespace {
@@ -31,15 +33,6 @@ double cross_entropy_ref(const Tensor<float, Cpu>& logits, const Tensor<int64_t,
     ++kept;
   }
   return total / double(kept);
-}
-
-std::string error_of(auto&& f) {
-  try {
-    f();
-  } catch (const ctmllm::Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace
@@ -101,13 +94,13 @@ TEST_CASE("cross_entropy is stable for large logits and wide vocabularies", "[op
 TEST_CASE("cross_entropy rejects bad targets and shapes", "[ops][loss]") {
   const auto logits = Rng(2).normal<float>({2, 3, 5});
   const auto bad = Tensor<int64_t, Cpu>::from({0, 1, 2, 3, 5, -100}, {2, 3});
-  const std::string msg = error_of([&] { ops::cross_entropy(logits, bad); });
+  const std::string msg = message_of([&] { ops::cross_entropy(logits, bad); });
   CHECK(msg.find("target 5 at index 4") != std::string::npos);
   CHECK(msg.find("[0, 5)") != std::string::npos);
   const auto negative = Tensor<int64_t, Cpu>::from({0, 1, -1, 3, 4, -100}, {2, 3});
   CHECK_THROWS_AS(ops::cross_entropy(logits, negative), ctmllm::Error);
   // With another ignore_index, -100 is an ordinary (out-of-range) target.
-  CHECK(error_of([&] { ops::cross_entropy(logits, negative, -1); }).find("target -100 at index 5") != std::string::npos);
+  CHECK(message_of([&] { ops::cross_entropy(logits, negative, -1); }).find("target -100 at index 5") != std::string::npos);
   CHECK_THROWS_AS(ops::cross_entropy(logits, Tensor<int64_t, Cpu>::zeros({3, 2})), ctmllm::Error);
   CHECK_THROWS_AS(ops::cross_entropy(logits, Tensor<int64_t, Cpu>::zeros({6})), ctmllm::Error);
   CHECK_THROWS_AS(ops::cross_entropy(Tensor<float, Cpu>::ones({2, 0}), Tensor<int64_t, Cpu>::zeros({2})), ctmllm::Error);

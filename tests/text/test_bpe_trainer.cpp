@@ -19,8 +19,10 @@
 #include "ctmllm/text/bpe_trainer.hpp"
 #include "ctmllm/text/tokenizer.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 
 using namespace ctmllm;
+using testing::message_of;
 using text::BpeTrainerOptions;
 using text::TrainedBpe;
 
@@ -95,15 +97,6 @@ std::vector<std::string> merge_strings(const TrainedBpe& b) {
   std::vector<std::string> out;
   for (const auto& [l, r] : b.merges) out.push_back(b.tokens[size_t(l)] + " " + b.tokens[size_t(r)]);
   return out;
-}
-
-std::string message_of(const auto& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace

@@ -10,22 +10,15 @@
 
 #include "ctmllm/text/tokenizer.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/fixtures.hpp"
 
 using namespace ctmllm;
+using testing::message_of;
 using text::JsonTokenizer;
 using text::Tokenizer;
 
 namespace {
-std::string message_of(const auto& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 std::string temp_dir(const std::string& name) {
   const std::string d = "/tmp/ctmllm_test_" + std::to_string(::getpid()) + "_" + name;
   std::filesystem::remove_all(d);

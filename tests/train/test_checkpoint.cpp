@@ -1,12 +1,12 @@
 // Training checkpoints: contents and round trip, keep-last-K pruning, "latest" ignoring unfinished
 // ".tmp" folders, and clear Errors for missing, truncated or mismatched checkpoints.
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "train/tiny_regression.hpp"
 
 using namespace ctmllm;
@@ -16,21 +16,6 @@ using train::AdamWOptions;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string scratch(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("ctmllm_ckpt_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  return dir.string();
-}
-
-std::string message_of(const auto& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 // Trains `steps` steps of the tiny model into dir, saving every `every`.
 train::TrainerState train_tiny(const std::string& dir, int64_t steps, int64_t every, int keep, uint64_t seed = 5,
@@ -54,7 +39,7 @@ train::TrainerState train_tiny(const std::string& dir, int64_t steps, int64_t ev
 }  // namespace
 
 TEST_CASE("checkpoint: files, names and round trip", "[train][checkpoint]") {
-  const std::string dir = scratch("roundtrip");
+  const std::string dir = scratch_dir("roundtrip");
   TinyMlp model(1);
   AdamW<float> opt(model.params.trainable(), AdamWOptions{});
   model.loss(regression_batch(3, 0)).loss.backward();
@@ -97,7 +82,7 @@ TEST_CASE("checkpoint: files, names and round trip", "[train][checkpoint]") {
 }
 
 TEST_CASE("checkpoint: keep the last K, ignore and clean unfinished folders", "[train][checkpoint]") {
-  const std::string dir = scratch("prune");
+  const std::string dir = scratch_dir("prune");
   fs::create_directories(fs::path(dir) / "checkpoint-99.tmp");  // a crash mid-save: never "latest"
   fs::create_directories(fs::path(dir) / "checkpoint-98");      // no trainer_state.json: incomplete
   CHECK(train::list_checkpoints(dir).empty());
@@ -111,7 +96,7 @@ TEST_CASE("checkpoint: keep the last K, ignore and clean unfinished folders", "[
   CHECK(train::resolve_checkpoint("latest", dir) == all[1].second.string());
 
   // A save step that is not a multiple of save_every still ends with a final checkpoint; keep 0 keeps all.
-  const std::string all_dir = scratch("keepall");
+  const std::string all_dir = scratch_dir("keepall");
   train_tiny(all_dir, 5, 2, 0);
   CHECK(train::list_checkpoints(all_dir).size() == 3);  // 2, 4 and the final 5
   fs::remove_all(dir);
@@ -119,14 +104,14 @@ TEST_CASE("checkpoint: keep the last K, ignore and clean unfinished folders", "[
 }
 
 TEST_CASE("checkpoint: missing, corrupt or mismatched checkpoints give clear errors", "[train][checkpoint]") {
-  const std::string empty = scratch("empty");
+  const std::string empty = scratch_dir("empty");
   fs::create_directories(empty);
   CHECK_THAT(message_of([&] { train_tiny(empty, 4, 2, 1, 5, "latest"); }),
              Catch::Contains("no checkpoint to resume from"));
   CHECK_THAT(message_of([&] { train_tiny(empty, 4, 2, 1, 5, empty + "/checkpoint-3"); }),
              Catch::Contains("checkpoint-3: checkpoint folder not found"));
 
-  const std::string dir = scratch("corrupt");
+  const std::string dir = scratch_dir("corrupt");
   train_tiny(dir, 4, 2, 1);
   const fs::path ck = fs::path(dir) / "checkpoint-4";
   CHECK_THAT(message_of([&] { train_tiny(dir, 6, 2, 1, /*seed=*/6, "latest"); }),
@@ -152,7 +137,7 @@ TEST_CASE("checkpoint: missing, corrupt or mismatched checkpoints give clear err
              Catch::Contains("trainer_state.json: invalid JSON"));
 
   // A checkpoint of another model: the parameter names do not match.
-  const std::string good = scratch("good");
+  const std::string good = scratch_dir("good");
   train_tiny(good, 2, 2, 1);
   autograd::Parameters<float> ps;
   nn::Linear<float> lin(ps, "model.other", 4, 2);

@@ -3,7 +3,6 @@
 // reports; a run stopped at a checkpoint and resumed logs the same losses as an uninterrupted one;
 // run.json errors name the key; question-answer samples (run.json "vqa"): their tokens and labels,
 // the answer weight's loss by hand and its exact accumulation, and a resumed run with them.
-#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -15,23 +14,19 @@
 #include "ctmllm/mllm/report.hpp"
 #include "ctmllm/train/mllm_training.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/fixtures.hpp"
 
 using namespace ctmllm;
+using testing::scratch_dir;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string scratch(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("ctmllm_mllm_training_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  return dir.string();
-}
-
 // Four training and two validation phantoms on a small grid, written once per test process and
 // removed at its end.
 struct TinyDataset {
-  std::string dir = scratch("dataset");
+  std::string dir = scratch_dir("dataset");
   TinyDataset() {
     data::SyntheticDatasetConfig cfg;
     cfg.training = 4;
@@ -119,7 +114,7 @@ double summed_ce(const Tensor<float, Cpu>& logits, const Tensor<int64_t, Cpu>& l
 
 TEST_CASE("train_mllm: a tiny LoRA run with the mask input leaves a loadable model that writes reports",
           "[train][mllm_training]") {
-  const std::string out = scratch("lora");
+  const std::string out = scratch_dir("lora");
   nlohmann::json j = tiny_run(out);
   j["finetune"] = {{"mode", "lora"}, {"r", 4}, {"alpha", 8}, {"dropout", 0.0}};
   j["segmentation_mask"] = true;
@@ -157,7 +152,7 @@ TEST_CASE("train_mllm: a tiny LoRA run with the mask input leaves a loadable mod
 TEST_CASE("train_mllm: a run resumed from its checkpoint logs the losses of an uninterrupted run",
           "[train][mllm_training]") {
   std::ostringstream progress;
-  const std::string whole = scratch("whole"), parts = scratch("parts");
+  const std::string whole = scratch_dir("whole"), parts = scratch_dir("parts");
   const auto a = train::train_mllm(train::MllmRunConfig::from_json(tiny_run(whole), "run.json"), &progress);
   nlohmann::json first = tiny_run(parts);
   first["steps"] = 2;  // stops at checkpoint-2 (a constant schedule: the lr does not depend on the length)
@@ -215,7 +210,7 @@ TEST_CASE("run.json errors name the key", "[train][mllm_training]") {
 }
 
 TEST_CASE("new_model.projector_weights: the projector starts from the file, not its random init", "[train][mllm_training]") {
-  const std::string dir = scratch("projector_seed");
+  const std::string dir = scratch_dir("projector_seed");
   fs::create_directories(dir);
   train::NewMllmSpec spec = *train::MllmRunConfig::from_json(tiny_run(dir), "run.json").new_model;
   const auto random = train::new_mllm<float>(spec, 5);
@@ -362,7 +357,7 @@ TEST_CASE("run.json vqa: parsed, validated, and a resumed run with question samp
   CHECK_THAT(message(j), Catch::Contains("/nonexistent/focused.json"));
 
   // The focused config's system prompts, from the file `ctmllm report --focused-config` reads.
-  const std::string dir = scratch("vqa_config");
+  const std::string dir = scratch_dir("vqa_config");
   fs::create_directories(dir);
   std::ofstream(dir + "/focused.json") << data::synthetic_focused_questions().to_json().dump();
   j["vqa"]["focused_config"] = "focused.json";  // relative to the run.json's folder
@@ -372,7 +367,7 @@ TEST_CASE("run.json vqa: parsed, validated, and a resumed run with question samp
 
   // Training on questions: the run resumes bit for bit, and a dataset without questions is refused.
   std::ostringstream progress;
-  const std::string whole = scratch("vqa_whole"), parts = scratch("vqa_parts");
+  const std::string whole = scratch_dir("vqa_whole"), parts = scratch_dir("vqa_parts");
   const auto longer_run = [](const std::string& out) {
     nlohmann::json r = tiny_run(out);
     r["max_length"] = 192;  // the system prompt and the long fluid question take more than 96 tokens
@@ -395,14 +390,14 @@ TEST_CASE("run.json vqa: parsed, validated, and a resumed run with question samp
   CHECK(la == lb);
   CHECK(a.eval_loss == b.eval_loss);
   // Other losses than the run without questions (the same seed plans the same cases and regions).
-  const auto no_vqa = train::train_mllm(train::MllmRunConfig::from_json(longer_run(scratch("vqa_none")), "run.json"), &progress);
+  const auto no_vqa = train::train_mllm(train::MllmRunConfig::from_json(longer_run(scratch_dir("vqa_none")), "run.json"), &progress);
   CHECK(logged_losses(no_vqa.log) != la);
 
   nlohmann::json without = nlohmann::json::parse(std::ifstream(dataset()));
   for (auto& e : without["training"]) e.erase("question_list");
   const std::string stripped = fs::path(dataset()).parent_path().string() + "/no_questions.json";
   std::ofstream(stripped) << without.dump();
-  nlohmann::json r = with_vqa(scratch("vqa_refused"));
+  nlohmann::json r = with_vqa(scratch_dir("vqa_refused"));
   r["dataset"] = stripped;
   CHECK_THROWS_WITH(train::train_mllm(train::MllmRunConfig::from_json(r, "run.json"), &progress),
                     Catch::Contains(stripped) && Catch::Contains("no training case has questions"));

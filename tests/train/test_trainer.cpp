@@ -2,7 +2,6 @@
 // checkpoint reproduces the uninterrupted run bit for bit (losses, weights, log), a NaN loss or
 // gradient stops with an Error naming the step and the last good checkpoint, and the progress line,
 // the per-step log and the SVG loss curve are written.
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -13,6 +12,7 @@
 #include "ctmllm/autograd/elementwise.hpp"
 #include "ctmllm/train/schedule.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "train/tiny_regression.hpp"
 
 using namespace ctmllm;
@@ -24,12 +24,6 @@ using train::TrainerOptions;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string scratch(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("ctmllm_trainer_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  return dir.string();
-}
 
 std::string text_of(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -79,7 +73,7 @@ struct Run {
 }  // namespace
 
 TEST_CASE("trainer: resumed run is bit-identical to an uninterrupted one", "[train][trainer]") {
-  const std::string a = scratch("a"), b = scratch("b");
+  const std::string a = scratch_dir("a"), b = scratch_dir("b");
   Run full(a, 1);
   const double initial_eval = full.model.loss(regression_batch(1000, 0)).loss.value().item();
   const train::TrainerState& sa = full.trainer.run();
@@ -134,7 +128,7 @@ TEST_CASE("trainer: resumed run is bit-identical to an uninterrupted one", "[tra
 }
 
 TEST_CASE("trainer: a NaN loss or gradient stops with the step and the last good checkpoint", "[train][trainer]") {
-  const std::string dir = scratch("nan");
+  const std::string dir = scratch_dir("nan");
   std::ostringstream progress;
   TinyMlp model(1);
   TrainerOptions o = base_options(dir, progress);
@@ -168,7 +162,7 @@ TEST_CASE("trainer: a NaN loss or gradient stops with the step and the last good
 }
 
 TEST_CASE("trainer: progress line, per-step log and loss curve", "[train][trainer]") {
-  const std::string dir = scratch("outputs");
+  const std::string dir = scratch_dir("outputs");
   Run run(dir, 1);
   run.trainer.run();
   const std::string p = run.progress.str();
