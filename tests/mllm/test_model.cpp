@@ -53,6 +53,12 @@ TEST_CASE("mllm config: token counts, AnyRes size, errors", "[mllm]") {
   const auto sm = mllm::MllmConfig::from_json(sj, "summary");
   CHECK(sm.visual_tokens() == 9);
   CHECK(mllm::MllmConfig::from_json(sm.to_json(), "round trip").projector.summary_max);
+  // One summary token per channel: 8 pooled + 3.
+  sj["projector"]["summary_channels"] = {2, 3};
+  sj["visual_tokens_per_volume"] = 11;
+  const auto per_channel = mllm::MllmConfig::from_json(mllm::MllmConfig::from_json(sj, "per channel").to_json(), "round trip");
+  CHECK(per_channel.visual_tokens() == 11);
+  CHECK(per_channel.projector.summary_channels == std::array<int64_t, 2>{2, 3});
   j["visual_tokens_per_volume"] = 8;
   CHECK_THROWS_AS(mllm::MllmConfig::from_json(j, "bad count"), Error);
   j.erase("visual_tokens_per_volume");

@@ -151,6 +151,68 @@ TEST_CASE("SPP summary token: the max over all tokens of projector.0, then the r
             "tokens_out").num_tokens() == 5);
 }
 
+TEST_CASE("SPP per-channel summary tokens: token k reads channel first+k and marks channel first+count+k", "[projector]") {
+  using projector::ProjectorConfig;
+  const auto cfg = ProjectorConfig::from_json(nlohmann::json::parse(R"({"type": "spp", "grid": [2, 4, 4], "in_dim": 5,
+      "out_dim": 6, "summary_token": "max", "summary_channels": [1, 2]})"), "per channel");
+  auto plain_cfg = cfg;
+  plain_cfg.summary_max = false;
+  plain_cfg.summary_channels = {0, 0};
+  projector::Projector<double> p(cfg), plain(plain_cfg);
+  CHECK(p.num_tokens() == 1 * 2 * 2 + 2);
+  Rng rng(5);
+  p.init(rng);
+  for (const auto& w : p.parameters().all()) plain.parameters().get(w.name()).value().copy_from(w.value());
+  const Tensor<double> x = Rng(6).normal<double>({2, 32, 5});
+  {
+    autograd::NoGradGuard no_grad;
+    const Tensor<double> y = p(autograd::Variable<double>(x)).value();
+    REQUIRE(y.shape() == Shape{2, 6, 6});
+    const Tensor<double> pooled = plain(autograd::Variable<double>(x)).value();
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t t = 0; t < 4; ++t)
+        for (int64_t c = 0; c < 6; ++c) CHECK(y.at(b, t, c) == pooled.at(b, t, c));
+    // Written out: h = max_n (W0 x_n + b0); v_k = h[1+k] on channel 1+k, 2 on channel 3+k, 0
+    // elsewhere; token k = W2 gelu(v_k) + b2.
+    const Tensor<double> w0 = p.parameters().get("projector.0.weight").value(), b0 = p.parameters().get("projector.0.bias").value();
+    const Tensor<double> w2 = p.parameters().get("projector.2.weight").value(), b2 = p.parameters().get("projector.2.bias").value();
+    const auto gelu = [](double v) { return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))); };
+    for (int64_t b = 0; b < 2; ++b) {
+      std::vector<double> h(6, -1e300);
+      for (int64_t n = 0; n < 32; ++n)
+        for (int64_t c = 0; c < 6; ++c) {
+          double z = b0.at(c);
+          for (int64_t e = 0; e < 5; ++e) z += w0.at(c, e) * x.at(b, n, e);
+          h[size_t(c)] = std::max(h[size_t(c)], z);
+        }
+      for (int64_t k = 0; k < 2; ++k) {
+        std::vector<double> v(6, 0.0);
+        v[size_t(1 + k)] = h[size_t(1 + k)];
+        v[size_t(3 + k)] = 2.0;
+        for (int64_t o = 0; o < 6; ++o) {
+          double z = b2.at(o);
+          for (int64_t c = 0; c < 6; ++c) z += w2.at(o, c) * gelu(v[size_t(c)]);
+          CHECK(std::abs(y.at(b, 4 + k, o) - z) <= 1e-12 * (1 + std::abs(z)));
+        }
+      }
+    }
+  }
+  std::vector<autograd::Variable<double>> inputs{autograd::Variable<double>(x.clone(), true)};
+  for (const auto& w : p.parameters().all()) inputs.push_back(w);
+  CHECK(testing::gradcheck([&](const auto& in) { return p(in[0]); }, inputs) <= 1e-6);
+  // Refused: without "max", channels past out_dim (count more are needed to mark which), a
+  // non-positive count, a list that is not [first, count].
+  const auto parse = [](const std::string& extra) {
+    return ProjectorConfig::from_json(nlohmann::json::parse(R"({"type": "spp", "grid": [2, 4, 4], "in_dim": 5,
+        "out_dim": 6, )" + extra + "}"), "bad");
+  };
+  CHECK_THROWS_AS(parse(R"("summary_channels": [1, 2])"), Error);
+  CHECK_THROWS_AS(parse(R"("summary_token": "max", "summary_channels": [3, 2])"), Error);
+  CHECK_THROWS_AS(parse(R"("summary_token": "max", "summary_channels": [1, -1])"), Error);
+  CHECK_THROWS_AS(parse(R"("summary_token": "max", "summary_channels": [1])"), Error);
+  CHECK(parse(R"("summary_token": "max", "summary_channels": [2, 2])").num_tokens() == 6);
+}
+
 TEST_CASE("a ViT feeds a TokenPacker its tapped blocks end to end", "[projector]") {
   auto vcfg = vision::ViT3DConfig::from_file(testing::fixture_path("vision/vit3d/config.json"));
   vcfg.num_layers = 3;

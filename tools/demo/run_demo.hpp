@@ -84,12 +84,16 @@ struct Stage1Weights {
   std::string vision, projector;
 };
 
-// Stage 2's projector: SPP pooling the 8x8x8 patch grid to 2x2x2 tokens, plus the summary token
-// (projector/spp.hpp) that carries each finding kind's strongest patch: a Llama trained from
-// scratch learned to read 9 visual tokens, not to pick the one pooled token of 64 showing a finding
-// (docs/DEMO.md).
+// Stage 2's projector: SPP pooling the 8x8x8 patch grid to 2x2x2 tokens, plus one summary token
+// per finding kind (projector/spp.hpp) carrying that kind's strongest patch. Measured (docs/DEMO.md):
+// a Llama trained from scratch did not learn to pick the one pooled token of 64 showing a finding,
+// and out of one summary token holding all seven kinds it learned to read four or five.
 inline nlohmann::json projector_json(const DemoSettings& s) {
-  return {{"type", "spp"}, {"pool", s.projector_pool}, {"summary_token", "max"}, {"in_dim", s.vit_hidden},
+  return {{"type", "spp"},
+          {"pool", s.projector_pool},
+          {"summary_token", "max"},
+          {"summary_channels", {data::label::kNumOrgans, data::kNumFindingKinds}},
+          {"in_dim", s.vit_hidden},
           {"out_dim", s.llm_hidden}};
 }
 
@@ -360,7 +364,7 @@ inline eval::ReportScores run_demo(const DemoSettings& s) {
 
   auto t = Clock::now();
   const train::MllmRunConfig rc = stage2_config(s, stage1);
-  std::printf("stage 2: training the MLLM (frozen ViT, SPP projector + summary token, Llama %lldx%lld from scratch), %d steps of %d\n",
+  std::printf("stage 2: training the MLLM (frozen ViT, SPP projector + summary tokens, Llama %lldx%lld from scratch), %d steps of %d\n",
               (long long)s.llm_layers, (long long)s.llm_hidden, s.stage2_steps, s.stage2_batch);
   std::fflush(stdout);
   const train::MllmRunSummary summary = train::train_mllm(rc);

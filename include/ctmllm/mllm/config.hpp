@@ -188,6 +188,7 @@ struct MllmConfig {
         pj["layer_type"] = p.mlp ? "mlp" : "linear";
         pj["layer_num"] = p.layer_num;
         pj["summary_token"] = p.summary_max ? "max" : "none";
+        if (p.summary_channels[1] != 0) pj["summary_channels"] = p.summary_channels;
         break;
       case projector::ProjectorType::mlp_mix: pj["tokens_out"] = p.tokens_out; break;
       case projector::ProjectorType::linear: break;

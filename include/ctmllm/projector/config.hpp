@@ -6,12 +6,14 @@
 //   in_dim        the ViT width E; out_dim: the LLM width H                          (required)
 //   spp:          pool (int or [3], default 2), layer_type "mlp" | "linear" (default "mlp"),
 //                 layer_num (default 2), summary_token "none" | "max" (default "none"; a ctmllm
-//                 extension, see spp.hpp), tokens_out (optional: checked against the pooled grid
-//                 plus the summary token)
+//                 extension, see spp.hpp), summary_channels [first, count] (with "max": count
+//                 summary tokens, one per channel first..first+count-1, instead of one), tokens_out
+//                 (optional: checked against the pooled grid plus the summary tokens)
 //   mlp_mix:      tokens_out M (required)
 //   token_packer: embed_dim (1024), num_heads (8), scale (int or [3], default 2),
 //                 feature_layers ([5, 7, 10, 11]), norm_eps (1e-6)
 // Other keys are ignored; a value that cannot be honoured is an Error naming the key and the source.
+#include <algorithm>
 #include <array>
 #include <optional>
 #include <string>
@@ -45,7 +47,11 @@ struct ProjectorConfig {
   std::array<int64_t, 3> pool{2, 2, 2};
   bool mlp = true;        // layer_type "mlp": GELU between the Linears; "linear": none
   int64_t layer_num = 2;  // number of Linears
-  bool summary_max = false;  // summary_token "max": one more token after the pooled ones
+  bool summary_max = false;  // summary_token "max": summary tokens after the pooled ones
+  // summary_channels [first, count]: count == 0 -> one summary token with every channel; else one
+  // token per channel first..first+count-1, channels first+count.. holding which one (spp.hpp).
+  std::array<int64_t, 2> summary_channels{0, 0};
+  int64_t summary_tokens() const { return summary_max ? std::max<int64_t>(1, summary_channels[1]) : 0; }
   // mlp_mix
   int64_t tokens_out = 256;
   // token_packer
@@ -61,7 +67,7 @@ struct ProjectorConfig {
     switch (type) {
       case ProjectorType::spp: {
         const Shape pooled = ops::avg_pool3d_output_shape({1, 1, grid[0], grid[1], grid[2]}, pool, pool);
-        return pooled[2] * pooled[3] * pooled[4] + (summary_max ? 1 : 0);
+        return pooled[2] * pooled[3] * pooled[4] + summary_tokens();
       }
       case ProjectorType::mlp_mix: return tokens_out;
       case ProjectorType::linear: return tokens_in();
@@ -80,6 +86,12 @@ struct ProjectorConfig {
         for (int i = 0; i < 3; ++i)
           CTMLLM_CHECK(pool[i] > 0 && pool[i] <= grid[i], source, ": pool ", Shape{pool[0], pool[1], pool[2]},
                        " does not fit grid ", Shape{grid[0], grid[1], grid[2]});
+        if (summary_channels[1] != 0)
+          CTMLLM_CHECK(summary_max && summary_channels[0] >= 0 && summary_channels[1] > 0 &&
+                           summary_channels[0] + 2 * summary_channels[1] <= out_dim,
+                       source, ": summary_channels [", summary_channels[0], ", ", summary_channels[1],
+                       "] needs summary_token 'max' and first + 2 * count <= out_dim ", out_dim,
+                       " (count channels read, count more mark which)");
         break;
       case ProjectorType::mlp_mix: CTMLLM_CHECK(tokens_out > 0, source, ": tokens_out must be positive"); break;
       case ProjectorType::linear: break;
@@ -129,6 +141,10 @@ struct ProjectorConfig {
       CTMLLM_CHECK(summary == "none" || summary == "max", source, ": summary_token must be 'none' or 'max', got '",
                    summary, "'");
       c.summary_max = summary == "max";
+      if (f.has("summary_channels")) {
+        const std::vector<int64_t> sc = vision::json_int_list(f, "summary_channels", 2);
+        c.summary_channels = {sc[0], sc[1]};
+      }
     }
     if (c.type == ProjectorType::mlp_mix) c.tokens_out = f.integer("tokens_out");
     if (c.type == ProjectorType::token_packer) {

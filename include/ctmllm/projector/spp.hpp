@@ -6,10 +6,17 @@
 //
 // summary_token "max" (a ctmllm extension; M3D has none) appends one token:
 //   projector.0 applied to every input token -> max over the N tokens, per channel -> the rest of the stack
+// With summary_channels [first, count] it appends count tokens instead: token k is the rest of the
+// stack applied to a vector holding only channel first+k of that maximum and a constant 2 on
+// channel first+count+k, so the next Linear's column for that channel is a learned "which kind"
+// embedding. Measured in the demo: a Llama trained from scratch read four or five of seven finding
+// channels out of one summary token, and all but the weakest detector's when each had its own token
+// (attention picks the token of the organ a sentence is about; docs/DEMO.md, "What limits it" 5).
 // Each channel of it is a learned linear read-out of the tokens, maxed over the whole volume: a
 // multiple-instance detector, so a finding seen in one patch reaches the LLM in one token at a fixed
 // place instead of diluted by the pooling (docs/PROJECTORS.md). Measured in the demo: a Llama trained
 // from scratch did not learn to pick one pooled token out of 64, and did read the summary token.
+#include "ctmllm/autograd/elementwise.hpp"
 #include "ctmllm/autograd/pool3d.hpp"
 #include "ctmllm/autograd/reduce.hpp"
 #include "ctmllm/autograd/shape_ops.hpp"
@@ -47,9 +54,19 @@ class SpatialPoolingProjector {
   }
 
  private:
-  // tokens [B, N, E] -> [B, 1, H]: max over tokens of projector.0, then the rest of the stack.
+  // tokens [B, N, E] -> [B, S, H]: max over tokens of projector.0 (split into S per-channel tokens
+  // when summary_channels is set), then the rest of the stack.
   Var summary_token(const Var& tokens) const {
-    Var x = autograd::max(projector_.layers[0](tokens), 1, true).values;
+    Var x = autograd::max(projector_.layers[0](tokens), 1, true).values;  // [B, 1, H]
+    if (const int64_t count = config_.summary_channels[1]; count > 0) {
+      const int64_t first = config_.summary_channels[0], h = x.size(2);
+      Tensor<T, Cpu> keep = Tensor<T, Cpu>::zeros({1, count, h}), which = Tensor<T, Cpu>::zeros({1, count, h});
+      for (int64_t k = 0; k < count; ++k) {
+        keep.at(0, k, first + k) = T(1);
+        which.at(0, k, first + count + k) = T(2);
+      }
+      x = autograd::add(autograd::mul(x, Var(keep.template to_device<D>())), Var(which.template to_device<D>()));
+    }
     for (size_t i = 1; i < projector_.layers.size(); ++i) x = projector_.layers[i](projector_.gelu ? autograd::gelu(x) : x);
     return x;
   }
