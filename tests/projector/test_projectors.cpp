@@ -98,51 +98,78 @@ TEST_CASE("projector configs: names, defaults and the paper's sizes", "[projecto
   CHECK(packer.parameters().get("clip_attn.in_proj_weight").shape() == Shape{3072, 1024});
 }
 
-TEST_CASE("SPP summary token: the max over all tokens of projector.0, then the rest of the stack", "[projector]") {
-  using projector::ProjectorConfig;
-  const auto cfg = ProjectorConfig::from_json(
-      nlohmann::json::parse(R"({"type": "spp", "grid": [2, 4, 4], "in_dim": 5, "out_dim": 6, "summary_token": "max"})"),
-      "summary");
-  auto plain_cfg = cfg;
-  plain_cfg.summary_max = false;
-  projector::Projector<double> p(cfg), plain(plain_cfg);
-  CHECK(p.num_tokens() == 1 * 2 * 2 + 1);
-  Rng rng(3);
-  p.init(rng);
-  for (const auto& w : p.parameters().all()) plain.parameters().get(w.name()).value().copy_from(w.value());
-  const Tensor<double> x = Rng(4).normal<double>({2, 32, 5});
-  {
+namespace {
+
+// An SPP with summary tokens built from `json` on a [2, 4, 4] grid of 5-wide tokens, the same SPP
+// without them sharing its weights, and a batch of 2: the checks both summary tests make.
+struct SummaryCase {
+  projector::ProjectorConfig cfg;
+  projector::Projector<double> p, plain;
+  Tensor<double> x = Rng(4).normal<double>({2, 32, 5});
+
+  static projector::ProjectorConfig without_summary(projector::ProjectorConfig c) {
+    c.summary_max = false;
+    c.summary_channels = {0, 0};
+    return c;
+  }
+  explicit SummaryCase(const std::string& json)
+      : cfg(projector::ProjectorConfig::from_json(nlohmann::json::parse(json), "summary")), p(cfg),
+        plain(without_summary(cfg)) {
+    Rng rng(3);
+    p.init(rng);
+    for (const auto& w : p.parameters().all()) plain.parameters().get(w.name()).value().copy_from(w.value());
+  }
+  Tensor<double> w(const std::string& name) const { return p.parameters().get(name).value(); }
+  // The first 4 tokens are the plain SPP's; returns the output [2, 4 + summary tokens, 6].
+  Tensor<double> output_with_plain_pooled_tokens() const {
     autograd::NoGradGuard no_grad;
     const Tensor<double> y = p(autograd::Variable<double>(x)).value();
-    REQUIRE(y.shape() == Shape{2, 5, 6});
-    // The pooled tokens are the plain SPP's.
     const Tensor<double> pooled = plain(autograd::Variable<double>(x)).value();
     for (int64_t b = 0; b < 2; ++b)
       for (int64_t t = 0; t < 4; ++t)
         for (int64_t c = 0; c < 6; ++c) CHECK(y.at(b, t, c) == pooled.at(b, t, c));
-    // The summary token, written out: h = max_n (W0 x_n + b0); y = W2 gelu(h) + b2.
-    const Tensor<double> w0 = p.parameters().get("projector.0.weight").value(), b0 = p.parameters().get("projector.0.bias").value();
-    const Tensor<double> w2 = p.parameters().get("projector.2.weight").value(), b2 = p.parameters().get("projector.2.bias").value();
-    for (int64_t b = 0; b < 2; ++b) {
-      std::vector<double> h(6, -1e300);
-      for (int64_t n = 0; n < 32; ++n)
-        for (int64_t c = 0; c < 6; ++c) {
-          double z = b0.at(c);
-          for (int64_t e = 0; e < 5; ++e) z += w0.at(c, e) * x.at(b, n, e);
-          h[size_t(c)] = std::max(h[size_t(c)], z);
-        }
-      for (int64_t o = 0; o < 6; ++o) {
-        double z = b2.at(o);
-        for (int64_t c = 0; c < 6; ++c) z += w2.at(o, c) * 0.5 * h[size_t(c)] * (1 + std::erf(h[size_t(c)] / std::sqrt(2.0)));
-        CHECK(std::abs(y.at(b, 4, o) - z) <= 1e-12 * (1 + std::abs(z)));
+    return y;
+  }
+  // Written out: h = max_n (W0 x_n + b0) over case b's 32 tokens.
+  std::vector<double> maximum(int64_t b) const {
+    const Tensor<double> w0 = w("projector.0.weight"), b0 = w("projector.0.bias");
+    std::vector<double> h(6, -1e300);
+    for (int64_t n = 0; n < 32; ++n)
+      for (int64_t c = 0; c < 6; ++c) {
+        double z = b0.at(c);
+        for (int64_t e = 0; e < 5; ++e) z += w0.at(c, e) * x.at(b, n, e);
+        h[size_t(c)] = std::max(h[size_t(c)], z);
       }
+    return h;
+  }
+  // Written out: W2 gelu(v) + b2 checked against the output token y[b, t].
+  void check_rest_of_stack(const Tensor<double>& y, int64_t b, int64_t t, const std::vector<double>& v) const {
+    const Tensor<double> w2 = w("projector.2.weight"), b2 = w("projector.2.bias");
+    for (int64_t o = 0; o < 6; ++o) {
+      double z = b2.at(o);
+      for (int64_t c = 0; c < 6; ++c) z += w2.at(o, c) * 0.5 * v[size_t(c)] * (1 + std::erf(v[size_t(c)] / std::sqrt(2.0)));
+      CHECK(std::abs(y.at(b, t, o) - z) <= 1e-12 * (1 + std::abs(z)));
     }
   }
   // Gradients into the input and every weight, through the pooled tokens and the max.
-  std::vector<autograd::Variable<double>> inputs{autograd::Variable<double>(x.clone(), true)};
-  for (const auto& w : p.parameters().all()) inputs.push_back(w);
-  CHECK(testing::gradcheck([&](const auto& in) { return p(in[0]); }, inputs) <= 1e-6);
-  // It survives the JSON round trip of the MLLM config, and bad values are refused.
+  double gradcheck() const {
+    std::vector<autograd::Variable<double>> inputs{autograd::Variable<double>(x.clone(), true)};
+    for (const auto& q : p.parameters().all()) inputs.push_back(q);
+    return testing::gradcheck([&](const auto& in) { return p(in[0]); }, inputs);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("SPP summary token: the max over all tokens of projector.0, then the rest of the stack", "[projector]") {
+  using projector::ProjectorConfig;
+  const SummaryCase s(R"({"type": "spp", "grid": [2, 4, 4], "in_dim": 5, "out_dim": 6, "summary_token": "max"})");
+  CHECK(s.p.num_tokens() == 1 * 2 * 2 + 1);
+  const Tensor<double> y = s.output_with_plain_pooled_tokens();
+  REQUIRE(y.shape() == Shape{2, 5, 6});
+  for (int64_t b = 0; b < 2; ++b) s.check_rest_of_stack(y, b, 4, s.maximum(b));
+  CHECK(s.gradcheck() <= 1e-6);
+  // Bad values are refused; tokens_out is checked.
   CHECK_THROWS_AS(ProjectorConfig::from_json(nlohmann::json::parse(
                       R"({"type": "spp", "grid": [2, 4, 4], "in_dim": 5, "out_dim": 6, "summary_token": "mean"})"), "bad"),
                   Error);
@@ -153,53 +180,22 @@ TEST_CASE("SPP summary token: the max over all tokens of projector.0, then the r
 
 TEST_CASE("SPP per-channel summary tokens: token k reads channel first+k and marks channel first+count+k", "[projector]") {
   using projector::ProjectorConfig;
-  const auto cfg = ProjectorConfig::from_json(nlohmann::json::parse(R"({"type": "spp", "grid": [2, 4, 4], "in_dim": 5,
-      "out_dim": 6, "summary_token": "max", "summary_channels": [1, 2]})"), "per channel");
-  auto plain_cfg = cfg;
-  plain_cfg.summary_max = false;
-  plain_cfg.summary_channels = {0, 0};
-  projector::Projector<double> p(cfg), plain(plain_cfg);
-  CHECK(p.num_tokens() == 1 * 2 * 2 + 2);
-  Rng rng(5);
-  p.init(rng);
-  for (const auto& w : p.parameters().all()) plain.parameters().get(w.name()).value().copy_from(w.value());
-  const Tensor<double> x = Rng(6).normal<double>({2, 32, 5});
-  {
-    autograd::NoGradGuard no_grad;
-    const Tensor<double> y = p(autograd::Variable<double>(x)).value();
-    REQUIRE(y.shape() == Shape{2, 6, 6});
-    const Tensor<double> pooled = plain(autograd::Variable<double>(x)).value();
-    for (int64_t b = 0; b < 2; ++b)
-      for (int64_t t = 0; t < 4; ++t)
-        for (int64_t c = 0; c < 6; ++c) CHECK(y.at(b, t, c) == pooled.at(b, t, c));
-    // Written out: h = max_n (W0 x_n + b0); v_k = h[1+k] on channel 1+k, 2 on channel 3+k, 0
-    // elsewhere; token k = W2 gelu(v_k) + b2.
-    const Tensor<double> w0 = p.parameters().get("projector.0.weight").value(), b0 = p.parameters().get("projector.0.bias").value();
-    const Tensor<double> w2 = p.parameters().get("projector.2.weight").value(), b2 = p.parameters().get("projector.2.bias").value();
-    const auto gelu = [](double v) { return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))); };
-    for (int64_t b = 0; b < 2; ++b) {
-      std::vector<double> h(6, -1e300);
-      for (int64_t n = 0; n < 32; ++n)
-        for (int64_t c = 0; c < 6; ++c) {
-          double z = b0.at(c);
-          for (int64_t e = 0; e < 5; ++e) z += w0.at(c, e) * x.at(b, n, e);
-          h[size_t(c)] = std::max(h[size_t(c)], z);
-        }
-      for (int64_t k = 0; k < 2; ++k) {
-        std::vector<double> v(6, 0.0);
-        v[size_t(1 + k)] = h[size_t(1 + k)];
-        v[size_t(3 + k)] = 2.0;
-        for (int64_t o = 0; o < 6; ++o) {
-          double z = b2.at(o);
-          for (int64_t c = 0; c < 6; ++c) z += w2.at(o, c) * gelu(v[size_t(c)]);
-          CHECK(std::abs(y.at(b, 4 + k, o) - z) <= 1e-12 * (1 + std::abs(z)));
-        }
-      }
+  const SummaryCase s(R"({"type": "spp", "grid": [2, 4, 4], "in_dim": 5, "out_dim": 6, "summary_token": "max",
+                          "summary_channels": [1, 2]})");
+  CHECK(s.p.num_tokens() == 1 * 2 * 2 + 2);
+  const Tensor<double> y = s.output_with_plain_pooled_tokens();
+  REQUIRE(y.shape() == Shape{2, 6, 6});
+  // Token k: v_k = h[1+k] on channel 1+k, 2 on channel 3+k, 0 elsewhere.
+  for (int64_t b = 0; b < 2; ++b) {
+    const std::vector<double> h = s.maximum(b);
+    for (int64_t k = 0; k < 2; ++k) {
+      std::vector<double> v(6, 0.0);
+      v[size_t(1 + k)] = h[size_t(1 + k)];
+      v[size_t(3 + k)] = 2.0;
+      s.check_rest_of_stack(y, b, 4 + k, v);
     }
   }
-  std::vector<autograd::Variable<double>> inputs{autograd::Variable<double>(x.clone(), true)};
-  for (const auto& w : p.parameters().all()) inputs.push_back(w);
-  CHECK(testing::gradcheck([&](const auto& in) { return p(in[0]); }, inputs) <= 1e-6);
+  CHECK(s.gradcheck() <= 1e-6);
   // Refused: without "max", channels past out_dim (count more are needed to mark which), a
   // non-positive count, a list that is not [first, count].
   const auto parse = [](const std::string& extra) {
