@@ -58,20 +58,23 @@ class SpatialPoolingProjector {
   // when summary_channels is set), then the rest of the stack.
   Var summary_token(const Var& tokens) const {
     Var x = autograd::max(projector_.layers[0](tokens), 1, true).values;  // [B, 1, H]
-    if (const int64_t count = config_.summary_channels[1]; count > 0) {
-      const int64_t first = config_.summary_channels[0], h = x.size(2);
-      Tensor<T, Cpu> keep = Tensor<T, Cpu>::zeros({1, count, h}), which = Tensor<T, Cpu>::zeros({1, count, h});
-      for (int64_t k = 0; k < count; ++k) {
-        keep.at(0, k, first + k) = T(1);
-        which.at(0, k, first + count + k) = T(2);
-      }
-      x = autograd::add(autograd::mul(x, Var(keep.template to_device<D>())), Var(which.template to_device<D>()));
-    }
+    if (config_.summary_channels[1] > 0) x = autograd::add(autograd::mul(x, Var(summary_keep_)), Var(summary_which_));
     for (size_t i = 1; i < projector_.layers.size(); ++i) x = projector_.layers[i](projector_.gelu ? autograd::gelu(x) : x);
     return x;
   }
 
+  // The per-channel summary tokens' constants, [1, count, H] (empty without summary_channels):
+  // `keep` is 1 on channel first+k of row k, `which` is 2 on channel first+count+k.
+  static Tensor<T, D> summary_constant(const ProjectorConfig& c, bool keep) {
+    const auto [first, count] = c.summary_channels;
+    if (count == 0) return Tensor<T, D>();
+    Tensor<T, Cpu> t = Tensor<T, Cpu>::zeros({1, count, c.out_dim});
+    for (int64_t k = 0; k < count; ++k) t.at(0, k, keep ? first + k : first + count + k) = T(keep ? 1 : 2);
+    return t.template to_device<D>();
+  }
+
   ProjectorConfig config_;
+  Tensor<T, D> summary_keep_ = summary_constant(config_, true), summary_which_ = summary_constant(config_, false);
   autograd::Parameters<T, D> params_;
   LinearStack<T, D> projector_;
 };
