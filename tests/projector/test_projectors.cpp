@@ -185,13 +185,13 @@ TEST_CASE("SPP per-channel summary tokens: token k reads channel first+k and mar
   CHECK(s.p.num_tokens() == 1 * 2 * 2 + 2);
   const Tensor<double> y = s.output_with_plain_pooled_tokens();
   REQUIRE(y.shape() == Shape{2, 6, 6});
-  // Token k: v_k = h[1+k] on channel 1+k, 2 on channel 3+k, 0 elsewhere.
+  // Token k: v_k = h[1+k] on channel 1+k, kSummaryWhich on channel 3+k, 0 elsewhere.
   for (int64_t b = 0; b < 2; ++b) {
     const std::vector<double> h = s.maximum(b);
     for (int64_t k = 0; k < 2; ++k) {
       std::vector<double> v(6, 0.0);
       v[size_t(1 + k)] = h[size_t(1 + k)];
-      v[size_t(3 + k)] = 2.0;
+      v[size_t(3 + k)] = projector::SpatialPoolingProjector<double>::kSummaryWhich;
       s.check_rest_of_stack(y, b, 4 + k, v);
     }
   }

@@ -13,6 +13,8 @@ struct DemoSettings {
   int threads = 0;
   // Data.
   int training_cases = 800, validation_cases = 60;
+  // The CT window (HU) of both stages, see run_demo.hpp's ct_window.
+  double hu_min = -160, hu_max = 320;
   // Tokenizer.
   int vocab_size = 1024;
   // Stage 1: the vision encoder, pretrained on label maps and finding lists.

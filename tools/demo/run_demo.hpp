@@ -48,6 +48,12 @@ inline vision::ViT3DConfig vit_config(const DemoSettings& s) {
   return c;
 }
 
+// The CT window of both stages (the model config's "preprocess"): wider than the paper's abdominal
+// [-160, 240], whose top clips kidney stones (350-900 HU) to the same flat white as every bone.
+inline vision::CtPreprocessOptions ct_window(const DemoSettings& s) {
+  return {.hu_min = s.hu_min, .hu_max = s.hu_max, .slice_mm = vision::CtPreprocessOptions{}.slice_mm, .size = data::kModelInputShape};
+}
+
 struct StageTimes {
   double data = 0, tokenizer = 0, stage1 = 0, stage2 = 0, evaluation = 0;
 };
@@ -163,8 +169,9 @@ inline Stage1Weights run_stage1(const DemoSettings& s, const data::AmosDataset& 
   namespace fs = std::filesystem;
   const auto t = Clock::now();
   const vision::ViT3DConfig vc = vit_config(s);
-  const std::vector<train::VisionExample> training = train::load_vision_examples(ds.training, vc.patch_size);
-  const std::vector<train::VisionExample> held_out = train::load_vision_examples(ds.validation, vc.patch_size);
+  const train::VisionExampleOptions eo{.preprocess = ct_window(s)};
+  const std::vector<train::VisionExample> training = train::load_vision_examples(ds.training, vc.patch_size, eo);
+  const std::vector<train::VisionExample> held_out = train::load_vision_examples(ds.validation, vc.patch_size, eo);
   vision::ViT3D<float> vit(vc);
   Rng rng(data::derive_seed(s.seed, 11));
   vit.init(rng);
@@ -209,7 +216,8 @@ inline train::MllmRunConfig stage2_config(const DemoSettings& s, const Stage1Wei
                  {"num_layers", vc.num_layers},
                  {"num_heads", vc.num_heads},
                  {"mlp_dim", vc.mlp_dim}}},
-               {"projector", projector_json(s)}};
+               {"projector", projector_json(s)},
+               {"preprocess", {{"hu_min", s.hu_min}, {"hu_max", s.hu_max}}}};
   spec.tokenizer = (fs::path(s.out) / "tokenizer").string();
   // The LLM's vocabulary is the tokenizer's (new_mllm adds room for the special tokens).
   const int64_t vocab = int64_t(text::Tokenizer::from_file(spec.tokenizer).vocab_size());

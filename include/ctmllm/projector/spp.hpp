@@ -7,7 +7,7 @@
 // summary_token "max" (a ctmllm extension; M3D has none) appends one token:
 //   projector.0 applied to every input token -> max over the N tokens, per channel -> the rest of the stack
 // With summary_channels [first, count] it appends count tokens instead: token k is the rest of the
-// stack applied to a vector holding only channel first+k of that maximum and a constant 2 on
+// stack applied to a vector holding only channel first+k of that maximum and a constant kSummaryWhich on
 // channel first+count+k, so the next Linear's column for that channel is a learned "which kind"
 // embedding. Measured in the demo: a Llama trained from scratch read four or five of seven finding
 // channels out of one summary token, and all but the weakest detector's when each had its own token
@@ -29,6 +29,10 @@ template <class T, class D = Cpu>
 class SpatialPoolingProjector {
  public:
   using Var = autograd::Variable<T, D>;
+  // The "which kind" mark of the per-channel summary tokens. Measured in the demo (docs/DEMO.md):
+  // with 2, a present finding's channel (4-13 after stage 2) outweighed every absent token's mark
+  // and a Llama trained from scratch read one kind (kidney stones) from its neighbours' tokens.
+  static constexpr double kSummaryWhich = 8;
 
   explicit SpatialPoolingProjector(const ProjectorConfig& c)
       : config_(c.validated("SpatialPoolingProjector")),
@@ -64,12 +68,12 @@ class SpatialPoolingProjector {
   }
 
   // The per-channel summary tokens' constants, [1, count, H] (empty without summary_channels):
-  // `keep` is 1 on channel first+k of row k, `which` is 2 on channel first+count+k.
+  // `keep` is 1 on channel first+k of row k, `which` is kSummaryWhich on channel first+count+k.
   static Tensor<T, D> summary_constant(const ProjectorConfig& c, bool keep) {
     const auto [first, count] = c.summary_channels;
     if (count == 0) return Tensor<T, D>();
     Tensor<T, Cpu> t = Tensor<T, Cpu>::zeros({1, count, c.out_dim});
-    for (int64_t k = 0; k < count; ++k) t.at(0, k, keep ? first + k : first + count + k) = T(keep ? 1 : 2);
+    for (int64_t k = 0; k < count; ++k) t.at(0, k, keep ? first + k : first + count + k) = T(keep ? 1 : kSummaryWhich);
     return t.template to_device<D>();
   }
 
