@@ -51,7 +51,7 @@ inline vision::ViT3DConfig vit_config(const DemoSettings& s) {
 // The CT window of both stages (the model config's "preprocess"): wider than the paper's abdominal
 // [-160, 240], whose top clips kidney stones (350-900 HU) to the same flat white as every bone.
 inline vision::CtPreprocessOptions ct_window(const DemoSettings& s) {
-  return {.hu_min = s.hu_min, .hu_max = s.hu_max, .slice_mm = vision::CtPreprocessOptions{}.slice_mm, .size = data::kModelInputShape};
+  return {.hu_min = s.hu_min, .hu_max = s.hu_max, .size = data::kModelInputShape};
 }
 
 struct StageTimes {
