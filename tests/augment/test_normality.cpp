@@ -11,6 +11,7 @@
 #include "ctmllm/augment/default_knowledge_base.hpp"
 #include "ctmllm/augment/normality.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 
 using namespace ctmllm;
 using namespace ctmllm::augment;
@@ -94,7 +95,7 @@ TEST_CASE("normality: JSON format errors", "[augment][normality]") {
   CHECK_THROWS_AS(bad(R"({"chest": [{"keywords": "a", "sentence": "x", "note": 1}]})"), Error);
   CHECK_THROWS_AS(KnowledgeBase::load("/nonexistent/kb.json"), Error);
 
-  const std::string path = "/tmp/ctmllm_test_kb.json";
+  const std::string path = testing::scratch_dir("kb.json");
   std::ofstream(path) << kSmall.dump();
   CHECK(KnowledgeBase::load(path).region("chest").size() == 4);
   std::ofstream(path) << "{ not json";

@@ -1,8 +1,6 @@
 // `ctmllm bench` run as a user would, at tiny sizes so that it takes a moment: every workload's
 // entries in the JSON output with positive, finite times and rates; the CSV and text forms; and bad
 // input ending with one "ctmllm: error:" line and status 1.
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -12,6 +10,7 @@
 #include <vector>
 
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/run_cli.hpp"
 #include "support/tiny_mllm.hpp"
 
@@ -30,7 +29,7 @@ const std::string kTinyLlm =
 
 // A tiny saved MLLM that reads the CT and its mask, removed at the end.
 struct SavedModel {
-  fs::path dir = fs::temp_directory_path() / ("ctmllm_cli_bench_model_" + std::to_string(::getpid()));
+  fs::path dir = testing::scratch_dir("cli_bench_model");
   SavedModel() { testing::tiny_mllm(true).save_pretrained(dir.string()); }
   ~SavedModel() { fs::remove_all(dir); }
 };

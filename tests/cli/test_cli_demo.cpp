@@ -7,12 +7,13 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "demo/demo_settings.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/run_cli.hpp"
 
 TEST_CASE("ctmllm demo --quick runs every stage and writes its results", "[cli][demo]") {
-  const std::string out = (std::filesystem::temp_directory_path() / "ctmllm_cli_demo").string();
-  std::filesystem::remove_all(out);
+  const std::string out = ctmllm::testing::scratch_dir("cli_demo");
   const auto run = ctmllm::testing::run_cli("demo --quick --threads 2 --out " + out);
   const std::string& text = run.out;
   const int status = run.status;
@@ -40,5 +41,12 @@ TEST_CASE("ctmllm demo --quick runs every stage and writes its results", "[cli][
   // The trained model's report is a trained model's: it learned the reports' language (BLEU above
   // the untrained model's noise).
   CHECK(scores["trained"]["bleu4"].get<double>() > scores["untrained"]["bleu4"].get<double>());
+  // The demo's CT window reaches the trained model's config ("preprocess"), so the model reads CTs
+  // as it was trained on them.
+  const auto config = nlohmann::json::parse(std::ifstream(std::filesystem::path(out) / "mllm/model/config.json"));
+  REQUIRE(config.contains("preprocess"));
+  const ctmllm::demo::DemoSettings defaults;
+  CHECK(config.at("preprocess").at("hu_min").get<double>() == defaults.hu_min);
+  CHECK(config.at("preprocess").at("hu_max").get<double>() == defaults.hu_max);
   std::filesystem::remove_all(out);
 }

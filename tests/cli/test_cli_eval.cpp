@@ -1,8 +1,6 @@
 // `ctmllm eval` run as a user would: predictions and references in JSON files; the JSON output's
 // scores equal eval:: computed in-process, the table and CSV forms hold the same sections, and
 // bad input ends with one "ctmllm: error:" line and status 1.
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -14,6 +12,7 @@
 #include "ctmllm/data/labeller_table.hpp"
 #include "ctmllm/eval/report_scores.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/run_cli.hpp"
 
 using namespace ctmllm;
@@ -23,7 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 struct Files {
-  fs::path dir = fs::temp_directory_path() / ("ctmllm_cli_eval_" + std::to_string(::getpid()));
+  fs::path dir = testing::scratch_dir("cli_eval");
   Files() { fs::create_directories(dir); }
   ~Files() { fs::remove_all(dir); }
   std::string write(const std::string& name, const std::string& text) const {

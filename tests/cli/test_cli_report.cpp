@@ -6,6 +6,7 @@
 #include <string>
 
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/fixtures.hpp"
 #include "support/run_cli.hpp"
 #include "support/tiny_mllm.hpp"
@@ -18,8 +19,7 @@ namespace {
 // A tiny model that reads the CT and its mask, saved once for every case.
 const std::string& model_dir() {
   static const std::string dir = [] {
-    const std::string d = (std::filesystem::temp_directory_path() / "ctmllm_cli_report_model").string();
-    std::filesystem::remove_all(d);
+    const std::string d = testing::scratch_dir("cli_report_model");
     testing::tiny_mllm(true).save_pretrained(d);
     return d;
   }();

@@ -1,8 +1,6 @@
 // Visual questions: read inline (AMOS-MM's "labels": {"qa": ...}) and from a per-case file, how a
 // multiple-choice question is asked and answered, bad entries refused with an Error naming the
 // file, the synthetic world's questions against the finding lists, and its focused-inference config.
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -24,10 +22,9 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string scratch(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("ctmllm_questions_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir / "imagesTr");
-  return dir.string();
+  const std::string dir = testing::scratch_dir("questions_" + name);
+  fs::create_directories(dir + "/imagesTr");
+  return dir;
 }
 
 // A dataset folder with one tiny CT and a report file that cases can share.

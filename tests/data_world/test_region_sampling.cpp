@@ -2,8 +2,6 @@
 // present, uniform among the present ones otherwise), the batch plan as a pure function of
 // (seed, epoch, k) with or without question-answer items, the sample loader with seeded intensity
 // augmentation, and the prefetch thread (order, forwarded errors, shutdown).
-#include <unistd.h>
-
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -16,6 +14,7 @@
 #include "ctmllm/data/prefetch.hpp"
 #include "ctmllm/data/region_sampling.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 
 using namespace ctmllm;
 using namespace ctmllm::data;
@@ -186,8 +185,7 @@ TEST_CASE("batch plan with questions: the vqa fraction's frequency, uniform ques
 }
 
 TEST_CASE("sample loader: preprocessed CT, seeded augmentation, region text", "[data][loader]") {
-  const fs::path dir = fs::temp_directory_path() / ("ctmllm_loader_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
+  const fs::path dir = testing::scratch_dir("loader");
   fs::create_directories(dir);
   Tensor<float, Cpu> hu = Tensor<float, Cpu>::empty({6, 8, 8});
   for (int64_t i = 0; i < hu.numel(); ++i) hu.data()[i] = float(-300 + (i * 37) % 700);

@@ -11,6 +11,7 @@
 #include "ctmllm/eval/findings.hpp"
 #include "ctmllm/eval/sentences.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 
 using namespace ctmllm;
 using namespace ctmllm::eval;
@@ -81,7 +82,7 @@ TEST_CASE("finding table: JSON round trip, custom tables and errors", "[eval][fi
   CHECK(custom.positive_kinds("Cysts; however no solid mass") == Strings{"cyst"});  // ';' breaks the scope
   CHECK(custom.label("cystic change") == std::vector<bool>{true, false});
 
-  const std::string path = "/tmp/ctmllm_test_finding_table.json";
+  const std::string path = testing::scratch_dir("finding_table.json");
   std::ofstream(path) << table.dump();
   CHECK(FindingLabeller(FindingTable::load(path)).table().kinds.size() == 2);
   std::remove(path.c_str());

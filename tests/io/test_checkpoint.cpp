@@ -1,7 +1,5 @@
 // CheckpointDir: one name -> tensor view over the four Hugging Face weight layouts (safetensors,
 // sharded safetensors, pytorch_model.bin, sharded .bin) and single files; index validation.
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 
@@ -17,8 +15,7 @@ namespace fs = std::filesystem;
 namespace {
 // A scratch folder holding copies of the sharded safetensors fixture, with `index` as its index.
 std::string sharded_with_index(const std::string& name, const std::string& index) {
-  const fs::path dir = fs::temp_directory_path() / ("ctmllm_test_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
+  const fs::path dir = testing::scratch_dir(name);
   fs::create_directories(dir);
   for (const char* shard : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"})
     fs::copy_file(testing::fixture_path(std::string("io/model/sharded/") + shard), dir / shard);
@@ -88,5 +85,5 @@ TEST_CASE("a bad folder or index raises ctmllm::Error naming the file and the te
   CHECK_THROWS_AS(io::CheckpointDir(sharded_with_index("notstr", index(R"({"lm_head.weight": 3})"))), Error);
   CHECK_THROWS_AS(io::CheckpointDir(sharded_with_index("json", "{not json")), Error);
   for (const char* name : {"ok", "missing", "wrong", "escape", "abs", "nomap", "notstr", "json"})
-    fs::remove_all(fs::temp_directory_path() / ("ctmllm_test_" + std::to_string(::getpid()) + "_" + name));
+    fs::remove_all(testing::scratch_dir(name));
 }

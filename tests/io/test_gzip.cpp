@@ -1,7 +1,5 @@
 // gzip: round trips at every level, multi-member streams and padding as gzip -d reads them, the
 // decompression-bomb cap, and clean errors on truncated or corrupt streams.
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -15,10 +13,9 @@
 
 using namespace ctmllm;
 using testing::message_of;
+using testing::scratch_dir;
 
 namespace {
-std::string temp_path(const std::string& name) { return "/tmp/ctmllm_test_" + std::to_string(::getpid()) + "_" + name; }
-
 // Compressible but not trivial: runs of random lengths over a few byte values.
 std::vector<std::byte> sample_bytes(size_t n, uint64_t seed) {
   std::vector<std::byte> v(n);
@@ -105,7 +102,7 @@ TEST_CASE("gzip errors: truncated, corrupt data, bad CRC, decompression bomb", "
 
 TEST_CASE("files: plain ones stay mapped, gzip ones are inflated, writes land whole", "[io][gzip]") {
   const auto data = sample_bytes(40000, 5);
-  const std::string plain = temp_path("plain.bin"), packed = temp_path("packed.bin.gz");
+  const std::string plain = scratch_dir("plain.bin"), packed = scratch_dir("packed.bin.gz");
   io::write_maybe_gzipped(plain, data, false);
   io::write_maybe_gzipped(packed, data, true, 9);
   const io::FileBytes p = io::read_maybe_gzipped(plain), g = io::read_maybe_gzipped(packed);
@@ -117,7 +114,7 @@ TEST_CASE("files: plain ones stay mapped, gzip ones are inflated, writes land wh
   const io::FileBytes copy = g;  // copies share the inflated bytes
   CHECK(copy.bytes().data() == g.bytes().data());
   CHECK_THROWS_AS(io::read_maybe_gzipped(packed, 1000), Error);
-  CHECK_THROWS_AS(io::read_maybe_gzipped(temp_path("missing.gz")), Error);
+  CHECK_THROWS_AS(io::read_maybe_gzipped(scratch_dir("missing.gz")), Error);
   CHECK_THROWS_AS(io::write_maybe_gzipped("/nonexistent-dir/x.gz", data, true), Error);
 
   const io::FileBytes m = io::load_maybe_gzipped(data, "buffer");

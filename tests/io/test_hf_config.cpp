@@ -1,8 +1,6 @@
 // config.json and generation_config.json: the five fixture families and gemma2 in both RoPE layouts,
 // checked against what transformers itself reads from each file (io/config/expected.json), then
 // variants and bad configs written here.
-#include <unistd.h>
-
 #include <fstream>
 #include <functional>
 
@@ -179,13 +177,13 @@ TEST_CASE("bad configs raise ctmllm::Error naming the key, the value and the fil
   CHECK(err([](json& j) { j["sliding_window"] = -4; }).find("sliding_window") != std::string::npos);
   CHECK_THROWS_AS(io::parse_llm_config(json::array(), "x"), Error);
 
-  const std::string bad = "/tmp/ctmllm_test_" + std::to_string(::getpid()) + "_bad_config.json";
+  const std::string bad = testing::scratch_dir("bad_config.json");
   std::ofstream(bad) << "{\"model_type\": \"llama\",";
   m = message_of([&] { io::load_llm_config(bad); });
   CHECK(m.find(bad) != std::string::npos);
   CHECK(m.find("not valid JSON") != std::string::npos);
   std::remove(bad.c_str());
-  CHECK_THROWS_AS(io::load_llm_config("/tmp/ctmllm_no_such_config.json"), Error);
+  CHECK_THROWS_AS(io::load_llm_config(testing::scratch_dir("no_such_config.json")), Error);
 }
 
 TEST_CASE("generation_config.json: Llama-3.1's, every field, defaults, bad values", "[io][config][generation]") {

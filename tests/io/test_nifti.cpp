@@ -1,8 +1,6 @@
 // NIfTI: every file in tests/data against nibabel's readings (nifti_reference.json), both byte
 // orders of both versions, qform and fallback affines, the 4-D policy, writer round trips, and
 // ctmllm::Error (never a crash) on damaged headers, data and gzip streams.
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -21,10 +19,9 @@
 
 using namespace ctmllm;
 using testing::message_of;
+using testing::scratch_dir;
 
 namespace {
-std::string temp_path(const std::string& name) { return "/tmp/ctmllm_test_" + std::to_string(::getpid()) + "_" + name; }
-
 std::vector<std::byte> inflated(const std::string& file) {
   const io::FileBytes b = io::read_maybe_gzipped(testing::data_path(file));
   return {b.bytes().begin(), b.bytes().end()};
@@ -280,7 +277,7 @@ TEST_CASE("write_nifti round-trips every dtype through .nii and .nii.gz", "[io][
       const double x = double(i * 37 % 61) - (std::is_signed_v<T> ? 30.0 : 0.0);
       v.data()[i] = std::is_floating_point_v<T> ? T(x * 0.375) : sizeof(T) == 8 ? T(x * 1e12) : T(x);
     }
-    const std::string path = temp_path(std::string("rt_") + dtype_name(dtype_v<T>) + ext);
+    const std::string path = scratch_dir(std::string("rt_") + dtype_name(dtype_v<T>) + ext);
     io::NiftiWriteOptions opts;
     opts.description = "round trip";
     opts.intent_code = 1002;
@@ -328,7 +325,7 @@ TEST_CASE("the written qform reproduces the affine, defaults and 4-D", "[io][nif
 
   Tensor<int16_t, Cpu> four = Tensor<int16_t, Cpu>::empty({3, 2, 3, 4});
   for (int64_t i = 0; i < four.numel(); ++i) four.data()[i] = int16_t(i - 20);
-  const std::string path = temp_path("four.nii.gz");
+  const std::string path = scratch_dir("four.nii.gz");
   io::write_nifti(path, four, {1, 1, 1});
   CHECK_THROWS_AS(io::read_nifti(path), Error);
   const io::NiftiImage all = io::read_nifti_volumes(path);
@@ -336,7 +333,7 @@ TEST_CASE("the written qform reproduces the affine, defaults and 4-D", "[io][nif
   CHECK(testing::max_abs_diff(all.data, four) == 0);
   CHECK(io::read_nifti_volume(path, 2).data.at(1, 2, 3) == float(four.at(2, 1, 2, 3)));
   std::remove(path.c_str());
-  const std::string one = temp_path("one.nii");  // 4-D with dim[4] == 1 is one volume
+  const std::string one = scratch_dir("one.nii");  // 4-D with dim[4] == 1 is one volume
   io::write_nifti(one, four.slice(0, 1, 2), {1, 1, 1});
   CHECK(io::NiftiFile(one).header().dim[0] == 4);
   CHECK(testing::max_abs_diff(io::read_nifti(one).data, four.select(0, 1)) == 0);
@@ -372,8 +369,8 @@ TEST_CASE("write_nifti refuses what NIfTI-1 cannot say", "[io][nifti][errors]") 
   CHECK_THROWS_AS(io::encode_nifti(v, {1, 1, 1}, std::nullopt, opts), Error);
   opts = {};
   opts.gzip_level = 11;
-  CHECK_THROWS_AS(io::write_nifti(temp_path("x.nii.gz"), v, {1, 1, 1}, std::nullopt, opts), Error);
-  CHECK_THROWS_AS(io::write_nifti(temp_path("x.img"), v, {1, 1, 1}), Error);
+  CHECK_THROWS_AS(io::write_nifti(scratch_dir("x.nii.gz"), v, {1, 1, 1}, std::nullopt, opts), Error);
+  CHECK_THROWS_AS(io::write_nifti(scratch_dir("x.img"), v, {1, 1, 1}), Error);
 }
 
 TEST_CASE("scaling follows nibabel: slope 0 or not finite means none", "[io][nifti]") {
@@ -467,7 +464,7 @@ TEST_CASE("damaged NIfTI input raises ctmllm::Error naming the file", "[io][nift
   corrupt[corrupt.size() - 5] ^= std::byte{0x10};  // the length trailer
   expect_error("corrupt gzip", corrupt, "corrupt gzip");
   CHECK_THROWS_AS(io::NiftiFile::parse(gz, "bomb.nii.gz", 100), Error);
-  CHECK_THROWS_AS(io::NiftiFile(temp_path("missing.nii.gz")), Error);
+  CHECK_THROWS_AS(io::NiftiFile(scratch_dir("missing.nii.gz")), Error);
 
   // Random header damage: an Error or a successful read, never a crash (run under ASan/UBSan too).
   uint64_t s = 12345;

@@ -166,7 +166,7 @@ TEST_CASE("bad adapters raise ctmllm::Error naming the file and the key or tenso
   CHECK(err("bias", [](json& j) { j["bias"] = "some"; }).find("'bias'") != std::string::npos);
   CHECK(err("regex", [](json& j) { j["target_modules"] = "(q_proj"; }).find("not a valid regular expression") != std::string::npos);
   CHECK(err("rp", [](json& j) { j["rank_pattern"] = {{"q_proj", "2"}}; }).find("must be an integer") != std::string::npos);
-  CHECK(message_of([] { io::load_adapter("/tmp/ctmllm_no_such_adapter"); }).find("cannot open") != std::string::npos);
+  CHECK(message_of([] { io::load_adapter(scratch_dir("no_such_adapter")); }).find("cannot open") != std::string::npos);
 
   // Tensors that are not peft's: no prefix, an unknown LoRA part, a half-present module.
   auto bad_tensor = [&](const std::string& name, const std::string& tensor) {

@@ -6,16 +6,16 @@
 
 #include "ctmllm/io/safetensors.hpp"
 #include "support/catch.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/fixtures.hpp"
 
 using namespace ctmllm;
+using testing::scratch_dir;
 
 namespace {
-std::string temp_path(const std::string& name) { return "/tmp/ctmllm_test_" + std::to_string(::getpid()) + "_" + name; }
-
 // A file with a hand-written header and `data_bytes` zero bytes of data.
 std::string write_raw(const std::string& name, const std::string& header, size_t data_bytes, int64_t length_override = -1) {
-  const std::string p = temp_path(name);
+  const std::string p = scratch_dir(name);
   std::ofstream out(p, std::ios::binary);
   const uint64_t n = length_override >= 0 ? uint64_t(length_override) : header.size();
   out.write(reinterpret_cast<const char*>(&n), 8);
@@ -61,7 +61,7 @@ TEST_CASE("write then read every dtype with metadata", "[io][safetensors]") {
   w.add("bool", Tensor<bool>::from({true, false, true}, {3}));
   w.add("scalar", Tensor<float>::from({9.f}, Shape{}));
   w.set_metadata("format", "pt");
-  const std::string p = temp_path("roundtrip.safetensors");
+  const std::string p = scratch_dir("roundtrip.safetensors");
   w.write(p);
   io::SafeTensorsFile r(p);
   CHECK(r.metadata().at("format") == "pt");
@@ -84,9 +84,9 @@ TEST_CASE("write then read every dtype with metadata", "[io][safetensors]") {
 TEST_CASE("corrupt files raise ctmllm::Error naming the file and field", "[io][safetensors][errors]") {
   const std::string ok_entry = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
   CHECK_NOTHROW(io::SafeTensorsFile(write_raw("ok", ok_entry, 8)));
-  CHECK_THROWS_AS(io::SafeTensorsFile(temp_path("missing")), Error);
+  CHECK_THROWS_AS(io::SafeTensorsFile(scratch_dir("missing")), Error);
   {
-    const std::string p = temp_path("tiny");
+    const std::string p = scratch_dir("tiny");
     std::ofstream(p) << "abc";
     CHECK_THROWS_AS(io::SafeTensorsFile(p), Error);  // no room for the header length
   }

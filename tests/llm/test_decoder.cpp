@@ -1,8 +1,6 @@
 // llm::Decoder against the transformers fixtures of the five families (tests/fixtures/llm/*:
 // tiny random models, references computed in float64): logits, every hidden state, a left-padded
 // batch, the KV cache against the full forward, bf16 weight storage, and bad input.
-#include <unistd.h>
-
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -10,6 +8,7 @@
 #include "ctmllm/llm/decoder.hpp"
 #include "support/catch.hpp"
 #include "support/compare.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/fixtures.hpp"
 
 using namespace ctmllm;
@@ -96,7 +95,7 @@ TEST_CASE("bf16 weight storage matches the float path on the same rounded weight
 TEST_CASE("bf16 and float checkpoints load into either storage", "[llm][bf16]") {
   // The llama fixture re-saved with bf16 tensors: zero-copy into bf16 storage, converted into float.
   namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / ("ctmllm_llm_bf16_" + std::to_string(::getpid()));
+  const fs::path dir = testing::scratch_dir("llm_bf16");
   fs::create_directories(dir);
   fs::copy_file(testing::fixture_path("llm/llama/config.json"), dir / "config.json",
                 fs::copy_options::overwrite_existing);
@@ -148,7 +147,7 @@ TEST_CASE("a KV cache needs inference mode", "[llm][errors]") {
 
 TEST_CASE("config and checkpoint errors name what is wrong", "[llm][errors]") {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / ("ctmllm_llm_missing_" + std::to_string(::getpid()));
+  const fs::path dir = testing::scratch_dir("llm_missing");
   fs::create_directories(dir);
   fs::copy_file(testing::fixture_path("llm/qwen2/config.json"), dir / "config.json",
                 fs::copy_options::overwrite_existing);

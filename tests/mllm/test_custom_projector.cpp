@@ -9,6 +9,7 @@
 #include "ctmllm/train/adamw.hpp"
 #include "support/catch.hpp"
 #include "support/compare.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/tiny_mllm.hpp"
 
 using namespace ctmllm;
@@ -55,12 +56,6 @@ mllm::MllmInput<float> one_case(const mllm::Model<float>& model, uint64_t seed) 
   return {.input_ids = b.input_ids, .ct = rng.normal<float>({1, 1, 16, 32, 32}), .labels = b.labels};
 }
 
-std::string temp_dir(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("ctmllm_test_" + name);
-  std::filesystem::remove_all(dir);
-  return dir.string();
-}
-
 }  // namespace
 
 TEST_CASE("custom projector: token count, parameter names, only it trains", "[mllm]") {
@@ -100,7 +95,7 @@ TEST_CASE("custom projector: token count, parameter names, only it trains", "[ml
 TEST_CASE("custom projector: save and load round trip", "[mllm]") {
   mllm::Model<float> model = testing::tiny_mllm(false);
   model.set_projector(pool_projector(2));
-  const std::string dir = temp_dir("custom_projector");
+  const std::string dir = testing::scratch_dir("custom_projector");
   model.save_pretrained(dir);
 
   // Attached again (a module of the same kind, other weights) and loaded: bit-identical.
@@ -132,7 +127,7 @@ TEST_CASE("custom projector: errors", "[mllm]") {
                     Catch::Contains("custom projector 'too_many' must give [1, 4, 32]"));
 
   // A folder saved with the built-in projector takes no custom one at load.
-  const std::string dir = temp_dir("builtin_projector");
+  const std::string dir = testing::scratch_dir("builtin_projector");
   testing::tiny_mllm(false).save_pretrained(dir);
   CHECK_THROWS_AS(mllm::Model<float>::from_pretrained(dir, pool_projector(6)), Error);
   std::filesystem::remove_all(dir);

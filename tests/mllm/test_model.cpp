@@ -9,6 +9,7 @@
 #include "ctmllm/mllm/report.hpp"
 #include "support/catch.hpp"
 #include "support/compare.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/fixtures.hpp"
 #include "support/tiny_mllm.hpp"
 
@@ -20,12 +21,6 @@ namespace {
 const std::string kTiny = "mllm/tiny";
 
 mllm::Model<float> tiny() { return mllm::Model<float>::from_pretrained(testing::fixture_path(kTiny)); }
-
-std::string temp_dir(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("ctmllm_test_" + name);
-  std::filesystem::remove_all(dir);
-  return dir.string();
-}
 
 mllm::MllmInput<float> fixture_input(const testing::Fixture& ref) {
   return {.input_ids = ref.get<int64_t>("ct.input_ids"), .ct = ref.get("ct"), .labels = ref.get<int64_t>("ct.labels")};
@@ -71,7 +66,7 @@ TEST_CASE("mllm saves and loads the whole model", "[mllm]") {
   const testing::Fixture ref(kTiny + "/reference.safetensors");
   autograd::NoGradGuard no_grad;
   const auto before = model.forward(fixture_input(ref));
-  const std::string dir = temp_dir("mllm_save");
+  const std::string dir = testing::scratch_dir("mllm_save");
   model.save_pretrained(dir);
   const auto loaded = mllm::Model<float>::from_pretrained(dir);
   const auto after = loaded.forward(fixture_input(ref));
@@ -89,7 +84,7 @@ TEST_CASE("mllm visual tokens: placeholders, the fixed rule, and wrong counts", 
   // The fixture's placeholders sit right after BOS, so the published rule gives the same result.
   auto fixed_cfg = model.config();
   fixed_cfg.placement = mllm::VisualPlacement::after_bos;
-  const std::string dir = temp_dir("mllm_fixed");
+  const std::string dir = testing::scratch_dir("mllm_fixed");
   model.save_pretrained(dir);
   auto j = nlohmann::json::parse(std::ifstream(dir + "/config.json"));
   j["visual_token_placement"] = "after_bos";
@@ -113,7 +108,7 @@ TEST_CASE("mllm visual tokens: placeholders, the fixed rule, and wrong counts", 
 }
 
 TEST_CASE("mllm AnyRes: the global view, then each crop, through one encoder", "[mllm]") {
-  const std::string dir = temp_dir("mllm_anyres");
+  const std::string dir = testing::scratch_dir("mllm_anyres");
   tiny().save_pretrained(dir);
   auto j = nlohmann::json::parse(std::ifstream(dir + "/config.json"));
   j["anyres"] = {{"crops", {2, 1, 1}}, {"global_view", true}};
@@ -161,7 +156,7 @@ TEST_CASE("mllm special tokens grow the vocabulary with mean rows", "[mllm]") {
   CHECK(head.shape() == Shape{V + 2, 32});
   CHECK(model.parameters().get("llm.model.embed_tokens.weight").shape() == Shape{V + 2, 32});
   // Saved and loaded, the added tokens keep their ids.
-  const std::string dir = temp_dir("mllm_tokens");
+  const std::string dir = testing::scratch_dir("mllm_tokens");
   model.save_pretrained(dir);
   const auto loaded = mllm::Model<float>::from_pretrained(dir);
   CHECK(loaded.tokenizer().token_to_id("<bx_end>") == std::optional<int32_t>(int32_t(V + 1)));

@@ -2,12 +2,13 @@
 // Runs the real `ctmllm` binary (CTMLLM_CLI) as a user would: arguments, optional stdin text;
 // stdout, stderr and the exit status come back.
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <string>
+
+#include "support/files_and_errors.hpp"
 
 namespace ctmllm::testing {
 
@@ -17,7 +18,7 @@ struct CliRun {
 };
 
 inline CliRun run_cli(const std::string& args, const std::string& input = {}) {
-  const std::string tag = "/tmp/ctmllm_cli_" + std::to_string(::getpid());
+  const std::string tag = scratch_dir("cli_run");
   const std::string in_path = tag + ".in", err_path = tag + ".err";
   std::ofstream(in_path, std::ios::binary) << input;
   const std::string cmd = std::string(CTMLLM_CLI) + " " + args + " < " + in_path + " 2>" + err_path;

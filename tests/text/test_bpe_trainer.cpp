@@ -3,8 +3,6 @@
 // round trips, special tokens as single ids, BOS, chat template), determinism, and bad options.
 // The hidden case [.hf_reference] writes a bigger trained tokenizer plus ctmllm's ids for
 // tests/tools/check_trained_tokenizer.py, which compares them with HF tokenizers / transformers.
-#include <unistd.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -27,12 +25,6 @@ using text::BpeTrainerOptions;
 using text::TrainedBpe;
 
 namespace {
-
-std::string temp_dir(const std::string& name) {
-  const std::string d = "/tmp/ctmllm_bpe_trainer_" + std::to_string(::getpid()) + "_" + name;
-  std::filesystem::remove_all(d);
-  return d;
-}
 
 // Synthetic reports: findings chosen and sized by the seed, the phrasing by the report writer.
 std::vector<std::string> reports(int n) {
@@ -130,7 +122,7 @@ TEST_CASE("bpe trainer: trained on reports, written and reloaded", "[text][bpe_t
   opt.vocab_size = 700;
   const TrainedBpe b = text::train_bpe(corpus, opt);
   REQUIRE(b.tokens.size() == 700);
-  const std::string dir = temp_dir("reload");
+  const std::string dir = testing::scratch_dir("bpe_reload");
   b.save(dir);
   const text::Tokenizer tok = text::Tokenizer::from_file(dir);
   CHECK(tok.vocab_size() == 700);

@@ -1,7 +1,5 @@
 // Bad input raises ctmllm::Error naming the file and field: broken or unsupported tokenizer.json,
 // corrupt tokenizer.model, invalid UTF-8 text, unknown token ids. Never a crash.
-#include <unistd.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -19,13 +17,6 @@ using text::JsonTokenizer;
 using text::Tokenizer;
 
 namespace {
-std::string temp_dir(const std::string& name) {
-  const std::string d = "/tmp/ctmllm_test_" + std::to_string(::getpid()) + "_" + name;
-  std::filesystem::remove_all(d);
-  std::filesystem::create_directories(d);
-  return d;
-}
-
 void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
 }
@@ -105,13 +96,15 @@ TEST_CASE("broken tokenizer.json is an Error naming the file and the field", "[t
 TEST_CASE("missing files and directories are errors", "[text][errors]") {
   CHECK_THAT(message_of([] { Tokenizer::from_file("/nonexistent/tokenizer.json"); }),
              Catch::Matchers::Contains("/nonexistent/tokenizer.json"));
-  const std::string empty = temp_dir("empty");
+  const std::string empty = testing::scratch_dir("empty");
+  std::filesystem::create_directories(empty);
   CHECK_THAT(message_of([&] { Tokenizer::from_file(empty); }), Catch::Matchers::Contains("no tokenizer.json or tokenizer.model"));
   std::filesystem::remove_all(empty);
 }
 
 TEST_CASE("tokenizer_config.json naming a token the vocab lacks is an Error", "[text][errors]") {
-  const std::string dir = temp_dir("config");
+  const std::string dir = testing::scratch_dir("config");
+  std::filesystem::create_directories(dir);
   write_file(dir + "/tokenizer.json", kTinyModel);
   write_file(dir + "/tokenizer_config.json", R"({"bos_token": {"content": "ab"}, "eos_token": "b"})");
   const Tokenizer ok = Tokenizer::from_file(dir);

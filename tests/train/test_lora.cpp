@@ -1,8 +1,6 @@
 // LoRA and DoRA adapters on llm::Decoder against peft (tests/fixtures/lora/*: the adapters as peft
 // saved them, references in float64): logits, the causal-LM loss, every adapter gradient, merged
 // logits and unmerging; the same adapter on a frozen bf16 base; and a peft-layout round trip.
-#include <unistd.h>
-
 #include <filesystem>
 #include <map>
 #include <string>
@@ -13,6 +11,7 @@
 #include "ctmllm/train/finetune.hpp"
 #include "support/catch.hpp"
 #include "support/compare.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/fixtures.hpp"
 
 using namespace ctmllm;
@@ -149,7 +148,7 @@ TEST_CASE("adapters created here round-trip through peft's layout", "[train][lor
   autograd::NoGradGuard no_grad;
   const auto logits = model.forward({.input_ids = ids}).logits.value();
 
-  const fs::path dir = fs::temp_directory_path() / ("ctmllm_lora_rt_" + std::to_string(::getpid()));
+  const fs::path dir = testing::scratch_dir("lora_rt");
   train::save_peft_adapter(model, ft, dir.string());
   Model loaded = Model::from_pretrained(testing::fixture_path(kBase));
   auto back = train::load_peft_adapter(loaded, dir.string());
@@ -199,7 +198,7 @@ TEST_CASE("adapter errors name the module", "[train][lora][errors]") {
   CHECK_THROWS_WITH(train::load_peft_adapter(model, testing::fixture_path("lora/llama_r4/adapter")),
                     Catch::Contains("already has an adapter"));
   // An adapter for a module this decoder does not have.
-  const fs::path dir = fs::temp_directory_path() / ("ctmllm_lora_bad_" + std::to_string(::getpid()));
+  const fs::path dir = testing::scratch_dir("lora_bad");
   io::Adapter a = io::load_adapter(testing::fixture_path("lora/llama_r4/adapter"));
   a.modules["model.layers.7.self_attn.q_proj"] = a.modules.begin()->second;
   io::save_adapter(a, dir.string());

@@ -172,12 +172,7 @@ TEST_CASE("train_mllm: a run resumed from its checkpoint logs the losses of an u
 
 TEST_CASE("run.json errors name the key", "[train][mllm_training]") {
   const auto message = [](const nlohmann::json& j) {
-    try {
-      train::MllmRunConfig::from_json(j, "run.json");
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no error)");
+    return testing::message_of([&] { train::MllmRunConfig::from_json(j, "run.json"); });
   };
   nlohmann::json j = tiny_run("/tmp/unused");
   j["stpes"] = 3;
@@ -326,12 +321,7 @@ TEST_CASE("answer_weight scales the question answers' cross-entropy and keeps ac
 
 TEST_CASE("run.json vqa: parsed, validated, and a resumed run with question samples is exact", "[train][mllm_training][vqa]") {
   const auto message = [](const nlohmann::json& j) {
-    try {
-      train::MllmRunConfig::from_json(j, "run.json");
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no error)");
+    return testing::message_of([&] { train::MllmRunConfig::from_json(j, "run.json"); });
   };
   nlohmann::json j = tiny_run("/tmp/unused");
   const train::MllmRunConfig plain = train::MllmRunConfig::from_json(j, "run.json");

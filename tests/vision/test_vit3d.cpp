@@ -10,6 +10,7 @@
 #include "ctmllm/vision/vit3d.hpp"
 #include "support/catch.hpp"
 #include "support/compare.hpp"
+#include "support/files_and_errors.hpp"
 #include "support/fixtures.hpp"
 #include "support/gradcheck.hpp"
 
@@ -92,7 +93,7 @@ TEST_CASE("ViT3D loads a prefixed state dict, found or given", "[vision]") {
   io::SafeTensorsWriter w;
   for (const auto& name : plain.names()) w.add("vision_encoder." + name, plain.get<float>(name));
   w.add("text_encoder.embeddings.weight", Tensor<float>::zeros({4, 4}));
-  const std::string path = (std::filesystem::temp_directory_path() / "ctmllm_vit_prefixed.safetensors").string();
+  const std::string path = testing::scratch_dir("vit_prefixed.safetensors");
   w.write(path);
   const auto cfg = vision::ViT3DConfig::from_file(testing::fixture_path(kDir + "config.json"));
   vision::ViT3D<float> found(cfg), given(cfg);
