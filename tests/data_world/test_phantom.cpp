@@ -84,7 +84,7 @@ TEST_CASE("organs and findings have realistic Hounsfield values", "[data_world][
       {kind_label(FindingKind::liver_cyst), -10, 30},
       {kind_label(FindingKind::kidney_stone), 300, 1000},
       {kind_label(FindingKind::splenomegaly), 35, 130},
-      {kind_label(FindingKind::bladder_wall_thickening), 25, 90},
+      {kind_label(FindingKind::bladder_wall_thickening), 35, 105},
   };
   for (const Range& r : ranges) {
     INFO("label " << int(r.id));

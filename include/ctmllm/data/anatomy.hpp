@@ -46,6 +46,7 @@ enum class Tissue : uint8_t {
   cyst,
   stone,
   nodule,
+  thickened_bladder_wall,
   count
 };
 inline constexpr int kNumTissues = int(Tissue::count);
@@ -335,8 +336,8 @@ struct Anatomy {
       const bool thick = bladder_thickness > 0 && in_sector(x, y);
       const double wall = thick ? bladder_thickness : bladder_wall;
       if (bladder.depth(x, y, z) >= wall) return {label::bladder, label::bladder, Tissue::urine};
-      return {label::bladder, thick ? kind_label(FindingKind::bladder_wall_thickening) : label::bladder,
-              Tissue::bladder_wall};
+      if (thick) return {label::bladder, kind_label(FindingKind::bladder_wall_thickening), Tissue::thickened_bladder_wall};
+      return {label::bladder, label::bladder, Tissue::bladder_wall};
     }
     // Everything else in the abdomen and pelvis: bowel loops (some with gas) in fat.
     if (bowel_field(x, y, z) > 0.1f) {
@@ -659,6 +660,11 @@ inline Anatomy sample_anatomy(const std::array<double, 3>& extent_mm,
   set(Tissue::kidney, s.uniform(28, 38) + 120 * c, 10);
   set(Tissue::urine, s.uniform(2, 12), 2);
   set(Tissue::bladder_wall, s.uniform(35, 45) + 25 * c, 4);
+  // A thickened wall is denser and enhances more than a normal one, as a hypertrophied or inflamed
+  // wall does. At the wall's own HU, stage 1 confused a thickened posterior wall with the bowel
+  // beside it, and stage 2 read the bladder wall in one of eight runs (docs/DEMO.md, "What limits it" 7).
+  // No random draw: every other voxel of a phantom stays as it was.
+  set(Tissue::thickened_bladder_wall, a.hu[size_t(Tissue::bladder_wall)] + 15 + 10 * c, 4);
   set(Tissue::cortical_bone, s.uniform(750, 950), 50);
   set(Tissue::marrow, s.uniform(300, 380), 30);
   set(Tissue::rib, s.uniform(420, 650), 50);
