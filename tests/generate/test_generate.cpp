@@ -7,15 +7,13 @@
 #include "ctmllm/generate/generate.hpp"
 #include "support/catch.hpp"
 #include "support/fixtures.hpp"
+#include "support/llm_fixtures.hpp"
 
 using namespace ctmllm;
 using generate::GenerationOptions;
 
 namespace {
 using Model = llm::Decoder<float>;
-Model load(const std::string& family, llm::Storage storage = llm::Storage::compute) {
-  return Model::from_pretrained(testing::fixture_path("llm/" + family), {storage});
-}
 std::vector<int64_t> row(const Tensor<int64_t>& t, int64_t r, int64_t s0 = 0) {
   const auto v = t.select(0, r).clone().to_vector();
   return std::vector<int64_t>(v.begin() + s0, v.end());
@@ -30,8 +28,8 @@ GenerationOptions greedy(int64_t n) {
 TEST_CASE("greedy decoding with the KV cache reproduces transformers' generate", "[generate]") {
   const std::string family = GENERATE("llama", "mistral", "phi3", "qwen2", "gemma");
   INFO(family);
-  const Model model = load(family);
-  const testing::Fixture ref("llm/" + family + "/reference.safetensors");
+  const Model model = testing::load_llm_fixture(family);
+  const testing::Fixture ref = testing::llm_reference(family);
   const auto prompt = ref.get<int64_t>("greedy_prompt");                             // [1, 9]
   const std::vector<int64_t> expect = row(ref.get<int64_t>("greedy_output"), 0, 9);  // 12 new tokens
   const auto out = generate::generate(model, generate::Prompt<float>{.input_ids = prompt}, greedy(12));
@@ -41,8 +39,8 @@ TEST_CASE("greedy decoding with the KV cache reproduces transformers' generate",
 }
 
 TEST_CASE("a left-padded batch and embedding prompts generate what each prompt generates alone", "[generate]") {
-  const Model model = load("qwen2");
-  const testing::Fixture ref("llm/qwen2/reference.safetensors");
+  const Model model = testing::load_llm_fixture("qwen2");
+  const testing::Fixture ref = testing::llm_reference("qwen2");
   const auto ids = ref.get<int64_t>("input_ids");
   const std::vector<int64_t> r0 = row(ids, 0), r1 = row(ids, 1);
   const std::vector<std::vector<int64_t>> prompts = {r0, std::vector<int64_t>(r1.begin(), r1.begin() + 6),
@@ -68,18 +66,18 @@ TEST_CASE("a left-padded batch and embedding prompts generate what each prompt g
 TEST_CASE("bf16 weights decode the same greedy tokens on the fixtures", "[generate][bf16]") {
   const std::string family = GENERATE("llama", "qwen2", "gemma");
   INFO(family);
-  const testing::Fixture ref("llm/" + family + "/reference.safetensors");
+  const testing::Fixture ref = testing::llm_reference(family);
   const auto prompt = ref.get<int64_t>("greedy_prompt");
-  const auto a =
-      generate::generate(load(family, llm::Storage::bf16), generate::Prompt<float>{.input_ids = prompt}, greedy(12));
-  const auto b = generate::generate(load(family), generate::Prompt<float>{.input_ids = prompt}, greedy(12));
+  const generate::Prompt<float> p{.input_ids = prompt};
+  const auto a = generate::generate(testing::load_llm_fixture(family, llm::Storage::bf16), p, greedy(12));
+  const auto b = generate::generate(testing::load_llm_fixture(family), p, greedy(12));
   // bf16 rounding may flip a near-tie late in the sequence; the first tokens must agree.
   CHECK(std::vector<int64_t>(a[0].tokens.begin(), a[0].tokens.begin() + 4) ==
         std::vector<int64_t>(b[0].tokens.begin(), b[0].tokens.begin() + 4));
 }
 
 TEST_CASE("streaming reports every token of every running row in order", "[generate]") {
-  const Model model = load("llama");
+  const Model model = testing::load_llm_fixture("llama");
   const auto batch = generate::left_pad<float>({{5, 9, 11, 40}, {7, 8}}, 0);
   std::vector<std::vector<int64_t>> streamed(2);
   GenerationOptions o = greedy(6);
@@ -90,7 +88,7 @@ TEST_CASE("streaming reports every token of every running row in order", "[gener
 }
 
 TEST_CASE("stop tokens and stop strings end a row, the others continue", "[generate]") {
-  const Model model = load("llama");
+  const Model model = testing::load_llm_fixture("llama");
   const auto batch = generate::left_pad<float>({{5, 9, 11, 40}, {7, 8}}, 0);
   const auto free_run = generate::generate(model, batch, greedy(8));
   // Row 0's third token as eos: row 0 stops there (the eos kept), row 1 runs on unchanged unless it meets it.
@@ -120,7 +118,7 @@ TEST_CASE("stop tokens and stop strings end a row, the others continue", "[gener
 }
 
 TEST_CASE("sampling is reproducible by seed and follows the filters", "[generate]") {
-  const Model model = load("phi3");
+  const Model model = testing::load_llm_fixture("phi3");
   const auto batch = generate::left_pad<float>({{5, 9, 11, 40}, {7, 8}, {100, 3, 3}}, 0);
   GenerationOptions o = greedy(10);
   o.do_sample = true;
@@ -140,7 +138,7 @@ TEST_CASE("sampling is reproducible by seed and follows the filters", "[generate
 }
 
 TEST_CASE("generation option errors are ctmllm::Error", "[generate][errors]") {
-  const Model model = load("llama");
+  const Model model = testing::load_llm_fixture("llama");
   const auto p = generate::left_pad<float>({{5, 9}}, 0);
   auto bad = [&](auto edit) {
     GenerationOptions o = greedy(4);

@@ -10,6 +10,7 @@
 #include "support/compare.hpp"
 #include "support/files_and_errors.hpp"
 #include "support/fixtures.hpp"
+#include "support/llm_fixtures.hpp"
 
 using namespace ctmllm;
 using testing::rel_error;
@@ -17,12 +18,6 @@ using testing::rel_error;
 namespace {
 using Model = llm::Decoder<float>;
 
-Model load(const std::string& family, llm::Storage storage = llm::Storage::compute) {
-  return Model::from_pretrained(testing::fixture_path("llm/" + family), {storage});
-}
-testing::Fixture reference(const std::string& family) {
-  return testing::Fixture("llm/" + family + "/reference.safetensors");
-}
 
 // Rows r, positions [s0, s1) of a [B, S, V] tensor.
 Tensor<float> rows(const Tensor<float>& t, int64_t r, int64_t s0, int64_t s1) {
@@ -33,8 +28,8 @@ Tensor<float> rows(const Tensor<float>& t, int64_t r, int64_t s0, int64_t s1) {
 TEST_CASE("decoder logits and hidden states match transformers for every family", "[llm]") {
   const std::string family = GENERATE("llama", "mistral", "phi3", "qwen2", "gemma");
   INFO(family);
-  const Model model = load(family);
-  const auto ref = reference(family);
+  const Model model = testing::load_llm_fixture(family);
+  const auto ref = testing::llm_reference(family);
   autograd::NoGradGuard no_grad;
   const auto out = model.forward({.input_ids = ref.get<int64_t>("input_ids"), .output_hidden_states = true});
   const double logits_err = rel_error(out.logits.value(), ref.get("logits"));
@@ -51,8 +46,8 @@ TEST_CASE("decoder logits and hidden states match transformers for every family"
 TEST_CASE("a left-padded batch gives each row's unpadded logits", "[llm]") {
   const std::string family = GENERATE("llama", "mistral", "phi3", "qwen2", "gemma");
   INFO(family);
-  const Model model = load(family);
-  const auto ref = reference(family);
+  const Model model = testing::load_llm_fixture(family);
+  const auto ref = testing::llm_reference(family);
   const auto ids = ref.get<int64_t>("padded_input_ids"), mask = ref.get<int64_t>("padded_attention_mask");
   const auto expect = ref.get("padded_logits");
   autograd::NoGradGuard no_grad;
@@ -72,9 +67,9 @@ TEST_CASE("a left-padded batch gives each row's unpadded logits", "[llm]") {
 TEST_CASE("bf16 weight storage matches the float path on the same rounded weights", "[llm][bf16]") {
   const std::string family = GENERATE("llama", "phi3", "qwen2", "gemma");
   INFO(family);
-  const Model f32 = load(family), b16 = load(family, llm::Storage::bf16);
+  const Model f32 = testing::load_llm_fixture(family), b16 = testing::load_llm_fixture(family, llm::Storage::bf16);
   CHECK(b16.storage() == llm::Storage::bf16);
-  const auto ref = reference(family);
+  const auto ref = testing::llm_reference(family);
   const auto ids = ref.get<int64_t>("input_ids");
   autograd::NoGradGuard no_grad;
   // Against the float64 reference: the error bf16 weights cause (8-bit mantissas).
@@ -84,7 +79,7 @@ TEST_CASE("bf16 weight storage matches the float path on the same rounded weight
   CHECK(err <= 3e-2);
   CHECK(err > 1e-4);  // the weights really were rounded
   // Against the float path with its matrices rounded to bf16 the same way: only the summation order differs.
-  Model rounded = load(family);
+  Model rounded = testing::load_llm_fixture(family);
   for (const auto& p : rounded.parameters().all())
     if (p.rank() == 2) p.value().copy_from(p.value().to<bf16>());
   const double same = rel_error(logits, rounded.forward({.input_ids = ids}).logits.value());
@@ -103,7 +98,7 @@ TEST_CASE("bf16 and float checkpoints load into either storage", "[llm][bf16]") 
   io::SafeTensorsWriter w;
   for (const auto& name : src.names()) w.add(name, src.get<float>(name).to<bf16>());
   w.write((dir / "model.safetensors").string());
-  const auto ids = reference("llama").get<int64_t>("input_ids");
+  const auto ids = testing::llm_reference("llama").get<int64_t>("input_ids");
   autograd::NoGradGuard no_grad;
   const auto a = Model::from_pretrained(dir.string(), {llm::Storage::bf16}).forward({.input_ids = ids}).logits.value();
   const auto b = Model::from_pretrained(dir.string()).forward({.input_ids = ids}).logits.value();
@@ -112,7 +107,7 @@ TEST_CASE("bf16 and float checkpoints load into either storage", "[llm][bf16]") 
 }
 
 TEST_CASE("decoder input errors are ctmllm::Error", "[llm][errors]") {
-  const Model model = load("llama"), b16 = load("llama", llm::Storage::bf16);
+  const Model model = testing::load_llm_fixture("llama"), b16 = testing::load_llm_fixture("llama", llm::Storage::bf16);
   autograd::NoGradGuard no_grad;
   const auto bad_id = Tensor<int64_t>::from({5, 384, 7}, {1, 3});  // vocab is 384
   CHECK_THROWS_AS(model.forward({.input_ids = bad_id}), Error);
@@ -135,7 +130,7 @@ TEST_CASE("decoder input errors are ctmllm::Error", "[llm][errors]") {
 }
 
 TEST_CASE("a KV cache needs inference mode", "[llm][errors]") {
-  const Model model = load("llama"), b16 = load("llama", llm::Storage::bf16);
+  const Model model = testing::load_llm_fixture("llama"), b16 = testing::load_llm_fixture("llama", llm::Storage::bf16);
   const auto ids = Tensor<int64_t>::from({5, 6, 7}, {1, 3});
   auto cache = model.make_cache(1, 8);
   CHECK_THROWS_AS(model.forward({.input_ids = ids, .cache = &cache}), Error);  // grad mode is on

@@ -5,27 +5,19 @@
 #include "ctmllm/llm/decoder.hpp"
 #include "support/catch.hpp"
 #include "support/compare.hpp"
-#include "support/fixtures.hpp"
+#include "support/llm_fixtures.hpp"
 
 using namespace ctmllm;
 using testing::rel_error;
 
-namespace {
 using Model = llm::Decoder<float>;
-Model load(const std::string& family, llm::Storage storage = llm::Storage::compute) {
-  return Model::from_pretrained(testing::fixture_path("llm/" + family), {storage});
-}
-testing::Fixture reference(const std::string& family) {
-  return testing::Fixture("llm/" + family + "/reference.safetensors");
-}
-}  // namespace
 
 TEST_CASE("prefill then decode through the cache equals the full forward", "[llm][kv_cache]") {
   const std::string family = GENERATE("llama", "mistral", "phi3", "qwen2", "gemma");
   const auto storage = GENERATE(llm::Storage::compute, llm::Storage::bf16);
   INFO(family << (storage == llm::Storage::bf16 ? " bf16" : " float"));
-  const Model model = load(family, storage);
-  const auto ids = reference(family).get<int64_t>("input_ids");  // [2, 17]
+  const Model model = testing::load_llm_fixture(family, storage);
+  const auto ids = testing::llm_reference(family).get<int64_t>("input_ids");  // [2, 17]
   autograd::NoGradGuard no_grad;
   const Tensor<float> full = model.forward({.input_ids = ids}).logits.value();
   auto cache = model.make_cache(2, 20);
@@ -46,8 +38,8 @@ TEST_CASE("prefill then decode through the cache equals the full forward", "[llm
 TEST_CASE("a left-padded batch through the cache gives each row's unpadded logits", "[llm][kv_cache]") {
   const std::string family = GENERATE("llama", "qwen2", "gemma");
   INFO(family);
-  const Model model = load(family);
-  const auto ref = reference(family);
+  const Model model = testing::load_llm_fixture(family);
+  const auto ref = testing::llm_reference(family);
   const auto ids = ref.get<int64_t>("padded_input_ids"), mask = ref.get<int64_t>("padded_attention_mask");
   const auto expect = ref.get("padded_logits");  // [2, 9, V]; row 1 starts with 4 pads
   autograd::NoGradGuard no_grad;
@@ -73,8 +65,8 @@ TEST_CASE("a left-padded batch through the cache gives each row's unpadded logit
 }
 
 TEST_CASE("select_rows expands and reorders the cache's rows", "[llm][kv_cache]") {
-  const Model model = load("gemma");  // MQA: one kv head
-  const auto ids = reference("gemma").get<int64_t>("input_ids");
+  const Model model = testing::load_llm_fixture("gemma");  // MQA: one kv head
+  const auto ids = testing::llm_reference("gemma").get<int64_t>("input_ids");
   autograd::NoGradGuard no_grad;
   auto cache = model.make_cache(2, 17);
   (void)model.forward({.input_ids = ids.slice(1, 0, 16).clone(), .cache = &cache});
