@@ -235,8 +235,9 @@ class VisionPretrainingHeads {
     l.presence = autograd::cross_entropy(two_class, batch.presence.template to_device<D>());
     // Every token also predicts which kinds the whole case holds: the MLLM's projector pools tokens
     // (SPP averages 2x2x2 of them), so a finding must be visible beyond its own patch for the LLM
-    // to read it from any visual token; without this term stage 2 learned the reports' language
-    // but wrote "normal" for every case.
+    // to read it from any visual token; with the earlier pooled-only projector, stage 2 without this
+    // term wrote "normal" for every case. Since the summary tokens it stays at the prior's loss in the
+    // demo (docs/DEMO.md, "What limits it" 8, measures stage 1 without it).
     const Var c = autograd::reshape(context_head_(tokens), {b * n * k, 1});
     Tensor<int64_t, Cpu> every = Tensor<int64_t, Cpu>::empty({b, n, k});
     for (int64_t i = 0; i < b; ++i)
