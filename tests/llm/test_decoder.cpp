@@ -18,7 +18,6 @@ using testing::rel_error;
 namespace {
 using Model = llm::Decoder<float>;
 
-
 // Rows r, positions [s0, s1) of a [B, S, V] tensor.
 Tensor<float> rows(const Tensor<float>& t, int64_t r, int64_t s0, int64_t s1) {
   return t.select(0, r).slice(0, s0, s1).clone();
