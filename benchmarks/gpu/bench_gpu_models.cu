@@ -5,7 +5,10 @@
 //  - a Llama-3.1-8B-shaped decoder with random bf16 weights (16 GB): the prefill of 512 embedded
 //    tokens (logits of the last position only), and greedy decode steps after it with the KV cache
 //    on the device, at batch 1 and 3. A step is the wall time of one token per row: the forward of
-//    [B, 1] ids, the last logits copied to the host and their argmax (what generate does).
+//    [B, 1] ids, the last logits copied to the host and their argmax (what generate does). The
+//    plain rows replay the step from a CUDA graph (llm::StaticDecodeStep, generate's default on the
+//    GPU; counter graph = 1 when the capture held); the _direct rows launch each kernel through
+//    Decoder::forward.
 // Without a GPU every benchmark skips.
 #include <algorithm>
 #include <chrono>
@@ -14,6 +17,7 @@
 
 #include "ctmllm/bench/workloads.hpp"
 #include "ctmllm/llm/decoder.hpp"
+#include "ctmllm/llm/static_decode_step.hpp"
 #include "ctmllm/vision/vit3d.hpp"
 #include "device_timing.hpp"
 
@@ -68,7 +72,7 @@ void llama8b_prefill512_bf16(benchmark::State& state, int64_t batch) {
 void llama8b_prefill512_bf16_B1(benchmark::State& state) { llama8b_prefill512_bf16(state, 1); }
 void llama8b_prefill512_bf16_B3(benchmark::State& state) { llama8b_prefill512_bf16(state, 3); }
 
-void llama8b_decode_step_bf16(benchmark::State& state, int64_t batch) {
+void llama8b_decode_step_bf16(benchmark::State& state, int64_t batch, bool graph) {
   if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
   const auto& model = llama8b();
   const int64_t V = model.vocab_size();
@@ -83,17 +87,19 @@ void llama8b_decode_step_bf16(benchmark::State& state, int64_t batch) {
       next[size_t(b)] = int64_t(std::max_element(row, row + V) - row);
     }
   };
-  const auto step = [&] {
-    llm::DecoderInput<bf16, Cuda> in;
-    in.input_ids = Tensor<int64_t, Cpu>::from(std::span<const int64_t>(next), {batch, 1}).to_device<Cuda>();
-    in.cache = &cache;
-    choose(model.forward(in).logits);
-  };
   llm::DecoderInput<bf16, Cuda> prefill;
   prefill.inputs_embeds = prompt_embeddings(batch);
   prefill.cache = &cache;
   prefill.logits_to_keep = 1;
   choose(model.forward(prefill).logits);
+  llm::StaticDecodeStep<bf16, Cuda> fixed(model, cache);
+  const auto step = [&] {
+    if (graph) return choose(fixed(next));
+    llm::DecoderInput<bf16, Cuda> in;
+    in.input_ids = Tensor<int64_t, Cpu>::from(std::span<const int64_t>(next), {batch, 1}).to_device<Cuda>();
+    in.cache = &cache;
+    choose(model.forward(in).logits);
+  };
   for (int64_t i = 0; i < kDecodeWarmup; ++i) step();
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -103,9 +109,15 @@ void llama8b_decode_step_bf16(benchmark::State& state, int64_t batch) {
   state.counters["weight_bytes_per_second"] =
       benchmark::Counter(bench::decode_weight_bytes(model), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["tokens_per_second"] = benchmark::Counter(double(batch), benchmark::Counter::kIsIterationInvariantRate);
+  if (graph) {
+    state.counters["graph"] = fixed.graph_captured() ? 1 : 0;
+    if (!fixed.graph_captured()) state.SetLabel("no graph: " + fixed.graph_failure());
+  }
 }
-void llama8b_decode_step_bf16_B1(benchmark::State& state) { llama8b_decode_step_bf16(state, 1); }
-void llama8b_decode_step_bf16_B3(benchmark::State& state) { llama8b_decode_step_bf16(state, 3); }
+void llama8b_decode_step_bf16_B1(benchmark::State& state) { llama8b_decode_step_bf16(state, 1, true); }
+void llama8b_decode_step_bf16_B3(benchmark::State& state) { llama8b_decode_step_bf16(state, 3, true); }
+void llama8b_decode_step_bf16_B1_direct(benchmark::State& state) { llama8b_decode_step_bf16(state, 1, false); }
+void llama8b_decode_step_bf16_B3_direct(benchmark::State& state) { llama8b_decode_step_bf16(state, 3, false); }
 
 }  // namespace
 
@@ -117,5 +129,7 @@ BENCHMARK(llama8b_prefill512_bf16_B3)->UseManualTime()->Unit(benchmark::kMillise
 // Exactly kDecodeSteps: the cache holds that many steps after the prefill and the warm-up.
 BENCHMARK(llama8b_decode_step_bf16_B1)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(kDecodeSteps);
 BENCHMARK(llama8b_decode_step_bf16_B3)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(kDecodeSteps);
+BENCHMARK(llama8b_decode_step_bf16_B1_direct)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(kDecodeSteps);
+BENCHMARK(llama8b_decode_step_bf16_B3_direct)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(kDecodeSteps);
 
 BENCHMARK_MAIN();

@@ -1,7 +1,8 @@
 // attention and attention_backward on the GPU (the own kernels: built with the cudnn-frontend, 16-bit
 // calls would go to cuDNN, which test_cuda_sdpa.cu checks, so this test switches it off) against the
 // CPU kernels for float32, bfloat16 and float16: MHA, GQA and MQA; causal masking, also with fewer
-// queries than keys (decode over a cache) and with more; key padding masks that leave some queries
+// queries than keys (decode over a cache, also long enough that the forward splits the keys over
+// blocks) and with more; key padding masks that leave some queries
 // nothing to see (out 0, lse −inf); head dims that differ, are odd, or reach 256 (more than 48 KiB of
 // shared memory); q read in place from a permuted [B, S, H, D] projection.
 #include <cmath>
@@ -37,6 +38,8 @@ void check_attention(uint64_t seed) {
       {"MHA", 2, 3, 3, 70, 70, 64, 64, false, false},
       {"GQA causal, padded", 2, 4, 2, 45, 45, 32, 32, true, true},
       {"MQA decode over a cache", 3, 4, 1, 3, 50, 64, 64, true, true},
+      {"GQA decode over a long cache (keys split over blocks)", 2, 8, 2, 1, 700, 128, 128, true, true},
+      {"a few queries over a long cache (split), odd head dim", 1, 4, 4, 5, 300, 33, 40, true, false},
       {"causal, more queries than keys", 1, 2, 2, 20, 12, 16, 16, true, false},
       {"odd head dims", 1, 2, 1, 37, 29, 33, 17, false, true},
       {"head dim 128 (Llama)", 1, 4, 2, 40, 40, 128, 128, true, false},

@@ -1,7 +1,8 @@
 // The device's strided copy (ops/cuda/copy.cuh) against the same copies on the CPU, bit for bit:
 // contiguous() of transposed, permuted, sliced and expanded views, copy_from into a strided
-// destination, to_device<Cpu> of a strided view, and concat / split_backward on the GPU, for float
-// and 16-bit float elements and for the integer ids and masks that ride along with them.
+// destination, to_device<Cpu> of a strided view, concat / split_backward and index_copy_ on the GPU,
+// and zeros set on the device, for float and 16-bit float elements and for the integer ids and
+// masks that ride along with them.
 #include <cstring>
 
 #include "ctmllm/ops/shape_ops.hpp"
@@ -67,6 +68,20 @@ void check_concat(uint64_t seed) {
                   ops::split_backward(std::vector{a, Tensor<T, Cpu>()}, Shape{4, 8, 6}, sizes, 1)));
 }
 
+template <class T>
+void check_index_copy(uint64_t seed) {
+  INFO(dtype_name(dtype_v<T>));
+  Rng rng(seed);
+  const auto dst = random_values<T>(rng, {3, 4, 9, 5});
+  const auto src = random_values<T>(rng, {3, 5, 4, 2}).permute({0, 2, 3, 1});  // a strided [3, 4, 2, 5]
+  const auto gdst = dst.template to_device<Cuda>();
+  const auto gsrc = src.template to_device<Cuda>();  // contiguous on the device
+  ops::index_copy_(gdst, 2, Tensor<int64_t, Cpu>::from({7, 2}, {2}).template to_device<Cuda>(), gsrc);
+  ops::index_copy_(dst, 2, Tensor<int64_t, Cpu>::from({7, 2}, {2}), src);
+  CHECK(same_bits(gdst, dst));
+  CHECK(same_bits(Tensor<T, Cuda>::zeros({7, 3}), Tensor<T, Cpu>::zeros({7, 3})));  // over the poison
+}
+
 }  // namespace
 
 TEST_CASE("cuda strided copies of views match the CPU bit for bit", "[cuda][core]") {
@@ -91,4 +106,19 @@ TEST_CASE("cuda concat and split_backward match the CPU bit for bit", "[cuda][op
   check_concat<bf16>(seed);
   check_concat<ctmllm::half>(seed);
   check_concat<int64_t>(seed);
+}
+
+TEST_CASE("cuda index_copy_ and device zeros match the CPU bit for bit", "[cuda][ops]") {
+  if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  PoisonDeviceMemory poison;
+  check_index_copy<float>(seed);
+  check_index_copy<bf16>(seed);
+  check_index_copy<ctmllm::half>(seed);
+  check_index_copy<int64_t>(seed);
+  const auto rows = Tensor<float, Cuda>::zeros({4, 2});
+  CHECK_THROWS_WITH(ops::index_copy_(rows, 0, Tensor<int64_t, Cpu>::from({1, 4}, {2}).to_device<Cuda>(),
+                                     Tensor<float, Cuda>::zeros({2, 2})),
+                    Catch::Contains("index 4 at position 1 is outside [0, 4)"));
 }

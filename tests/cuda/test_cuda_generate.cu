@@ -2,10 +2,16 @@
 // beam search over left-padded prompts with the KV cache on the device (logits processing on the host
 // copy of the last row), and the MLLM's report pipeline (ViT, projector, splice, generation) on a
 // small random model: the same tokens as on the CPU. (Greedy decoding runs in the fixture tests.)
+// Decode steps replayed from a CUDA graph (llm/static_decode_step.hpp) give the logits of the steps
+// run directly, bit for bit, and those of Decoder::forward's steps; generate gives the same tokens
+// with and without graphs.
+#include <algorithm>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "ctmllm/generate/generate.hpp"
+#include "ctmllm/llm/static_decode_step.hpp"
 #include "ctmllm/mllm/report.hpp"
 #include "cuda/gpu_check.hpp"
 #include "support/fixtures.hpp"
@@ -57,6 +63,53 @@ TEST_CASE("cuda beam search matches the CPU", "[cuda][generate]") {
   o.num_beams = 3;
   o.eos_token_ids = {2};
   check_same(decode<Cuda>(o), decode<Cpu>(o));
+}
+
+TEST_CASE("cuda decode steps replayed from a CUDA graph equal the direct steps", "[cuda][generate][graph]") {
+  if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
+  PoisonDeviceMemory poison;
+  const auto model = llm::Decoder<float, Cuda>::from_pretrained(fixture_path("llm/llama"));
+  const auto prompt = generate::left_pad<float, Cuda>({{1, 17, 250, 33, 90, 7}, {1, 300, 12}}, 0);
+  autograd::NoGradGuard no_grad;
+  // Three caches after the same prefill: Decoder::forward's steps, fixed-shape steps run directly,
+  // and fixed-shape steps replayed from a graph.
+  std::vector<llm::KvCache<float, Cuda>> caches;
+  for (int i = 0; i < 3; ++i) {
+    caches.push_back(model.make_cache(2, 16));
+    (void)model.forward({.input_ids = prompt.input_ids, .attention_mask = prompt.attention_mask, .cache = &caches.back()});
+  }
+  llm::StaticDecodeStep<float, Cuda> direct(model, caches[1], false), replayed(model, caches[2]);
+  std::vector<int64_t> tokens{5, 9};
+  for (int step = 0; step < 8; ++step) {
+    INFO("step " << step << ", capture: " << replayed.graph_failure());
+    const Tensor<float, Cpu> want =
+        model.forward({.input_ids = Tensor<int64_t, Cpu>::from(std::span<const int64_t>(tokens), {2, 1}).to_device<Cuda>(),
+                       .cache = &caches[0]})
+            .logits.value()
+            .to_device<Cpu>();
+    const Tensor<float, Cpu> a = direct(tokens).value().to_device<Cpu>(), b = replayed(tokens).value().to_device<Cpu>();
+    CHECK(rel_error(a, want) <= 1e-5);
+    CHECK(a.to_vector() == b.to_vector());
+    CHECK(replayed.graph_captured() == (step >= 1));
+    for (int64_t r = 0; r < 2; ++r) {  // greedy: the next tokens
+      const auto row = want.select(0, r).to_vector();
+      tokens[size_t(r)] = int64_t(std::max_element(row.begin(), row.end()) - row.begin());
+    }
+  }
+  CHECK(replayed.graph_failure().empty());
+  CHECK(replayed.graph_nodes() > 0);
+  CHECK_FALSE(direct.graph_captured());
+}
+
+TEST_CASE("cuda generate gives the CPU's tokens with and without CUDA graphs", "[cuda][generate][graph]") {
+  if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
+  PoisonDeviceMemory poison;
+  generate::GenerationOptions o;
+  o.max_new_tokens = 12;
+  const auto cpu = decode<Cpu>(o);
+  check_same(decode<Cuda>(o), cpu);
+  o.cuda_graphs = false;
+  check_same(decode<Cuda>(o), cpu);
 }
 
 TEST_CASE("cuda MLLM reports match the CPU", "[cuda][generate][mllm]") {

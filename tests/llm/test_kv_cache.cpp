@@ -1,8 +1,11 @@
 // KvCache: prefill then decode equals the full forward (every family, GQA/MQA included), a
-// left-padded batch through the cache gives each row's unpadded logits, and row selection (beams).
+// left-padded batch through the cache gives each row's unpadded logits, row selection (beams), and
+// fixed-shape decode steps (StaticDecodeStep, what the GPU replays as a CUDA graph) equal the
+// forward's steps.
 #include <string>
 
 #include "ctmllm/llm/decoder.hpp"
+#include "ctmllm/llm/static_decode_step.hpp"
 #include "support/catch.hpp"
 #include "support/compare.hpp"
 #include "support/llm_fixtures.hpp"
@@ -81,4 +84,56 @@ TEST_CASE("select_rows expands and reorders the cache's rows", "[llm][kv_cache]"
   for (const auto& [r, src] : {std::pair{0, 1}, {1, 0}, {2, 1}})
     CHECK(rel_error(got.select(0, r).clone(), full.select(0, src).clone()) <= 1e-5);
   CHECK_THROWS_AS(cache.select_rows({2}), Error);
+}
+
+TEST_CASE("fixed-shape decode steps equal the forward's steps over a left-padded batch", "[llm][kv_cache]") {
+  const std::string family = GENERATE("llama", "mistral", "phi3", "qwen2", "gemma");
+  INFO(family);
+  const Model model = testing::load_llm_fixture(family);
+  const auto ref = testing::llm_reference(family);
+  const auto ids = ref.get<int64_t>("padded_input_ids"), mask = ref.get<int64_t>("padded_attention_mask");  // [2, 9]
+  autograd::NoGradGuard no_grad;
+  // The same prefill of 6 tokens (row 1: 4 pads) into two caches with room for 6 more.
+  auto eager = model.make_cache(2, 12), fixed = model.make_cache(2, 12);
+  for (auto* cache : {&eager, &fixed})
+    (void)model.forward({.input_ids = ids.slice(1, 0, 6).clone(), .attention_mask = mask.slice(1, 0, 6).clone(),
+                         .cache = cache});
+  llm::StaticDecodeStep<float> step(model, fixed);
+  // The prompt's last 3 tokens, then 3 more: each step's logits as the forward's over the cache.
+  for (int64_t s = 6; s < 12; ++s) {
+    const std::vector<int64_t> tokens = s < 9 ? std::vector<int64_t>{ids.at(0, s), ids.at(1, s)}
+                                              : std::vector<int64_t>{s, 2 * s + 1};
+    const Tensor<float> want =
+        model.forward({.input_ids = Tensor<int64_t>::from(std::span<const int64_t>(tokens), {2, 1}), .cache = &eager})
+            .logits.value();
+    const Tensor<float> got = step(tokens).value();
+    INFO("step at slot " << s);
+    CHECK(got.shape() == want.shape());
+    CHECK(rel_error(got, want) <= 1e-6);
+    CHECK(fixed.length() == eager.length());
+    CHECK(fixed.real_tokens(1) == eager.real_tokens(1));
+  }
+  CHECK(fixed.real_tokens(1) == 8);
+  CHECK_FALSE(step.graph_captured());  // the CPU runs every step directly
+  CHECK_THROWS_AS(step({1, 2}), Error);  // the cache is full
+}
+
+TEST_CASE("fixed-shape decode steps reject bad input", "[llm][kv_cache]") {
+  const Model model = testing::load_llm_fixture("llama");
+  autograd::NoGradGuard no_grad;
+  auto cache = model.make_cache(2, 4);
+  llm::StaticDecodeStep<float> step(model, cache);
+  CHECK_THROWS_AS(step({1}), Error);  // one token for two rows
+  CHECK_THROWS_WITH(step({1, model.vocab_size()}), Catch::Contains("StaticDecodeStep: id"));
+  CHECK(cache.length() == 0);  // nothing was reserved
+  (void)step({1, 2});
+  CHECK(cache.length() == 1);
+  llm::KvCache<float> none;
+  CHECK_THROWS_AS(llm::StaticDecodeStep<float>(model, none), Error);
+  // decode_fixed checks its buffers' shapes.
+  const auto ids = Tensor<int64_t>::zeros({2, 1}), slot = Tensor<int64_t>::zeros({1});
+  CHECK_THROWS_AS(model.decode_fixed(ids, ids, slot, Tensor<uint8_t>::zeros({2, 3}), cache), Error);
+  CHECK_THROWS_AS(model.decode_fixed(ids, ids, Tensor<int64_t>::zeros({2}), Tensor<uint8_t>::zeros({2, 4}), cache), Error);
+  CHECK_THROWS_AS(model.decode_fixed(Tensor<int64_t>::zeros({1, 1}), ids, slot, Tensor<uint8_t>::zeros({2, 4}), cache),
+                  Error);
 }

@@ -1,5 +1,5 @@
-// concat, split and the scatter-style backward of slice/select/split against hand-computed values,
-// their gradients by finite differences, strided inputs and bad input.
+// concat, split, index_copy_ and the scatter-style backward of slice/select/split against
+// hand-computed values, their gradients by finite differences, strided inputs and bad input.
 #include <vector>
 
 #include "ctmllm/autograd/shape_ops.hpp"
@@ -80,6 +80,28 @@ TEST_CASE("concat and split backward pass finite differences", "[ops][shape][gra
         }, {x}) <= 1e-7);
 }
 
+TEST_CASE("index_copy_ writes rows at the indices a tensor holds", "[ops][shape]") {
+  Rng rng(52);
+  const auto dst = rng.normal<float>({2, 3, 6, 4});
+  const auto before = dst.clone();
+  // A strided source (a transposed view made contiguous by the op) along dim 2, rows 5 and 1.
+  const auto src = rng.normal<float>({2, 4, 3, 2}).permute({0, 2, 3, 1});  // [2, 3, 2, 4]
+  ops::index_copy_(dst, 2, Tensor<int64_t>::from({5, 1}, {2}), src);
+  for (int a = 0; a < 2; ++a)
+    for (int h = 0; h < 3; ++h)
+      for (int r = 0; r < 6; ++r)
+        for (int d = 0; d < 4; ++d) {
+          const float want = r == 5 ? src(a, h, 0, d) : r == 1 ? src(a, h, 1, d) : before(a, h, r, d);
+          CHECK(dst(a, h, r, d) == want);
+        }
+  // Negative dim, one row of a matrix; no indices leaves dst as it was.
+  const auto m = Tensor<float>::zeros({2, 3});
+  ops::index_copy_(m, -1, Tensor<int64_t>::from({2}, {1}), Tensor<float>::from({7, 8}, {2, 1}));
+  CHECK(m.to_vector() == std::vector<float>{0, 0, 7, 0, 0, 8});
+  ops::index_copy_(m, 0, Tensor<int64_t>::zeros({0}), Tensor<float>::zeros({0, 3}));
+  CHECK(m.to_vector() == std::vector<float>{0, 0, 7, 0, 0, 8});
+}
+
 TEST_CASE("shape ops reject bad input", "[ops][shape]") {
   const auto a = Tensor<float>::zeros({2, 3}), b = Tensor<float>::zeros({3, 3});
   CHECK_THROWS_AS(ops::concat(TF{a, b}, 1), ctmllm::Error);
@@ -96,4 +118,13 @@ TEST_CASE("shape ops reject bad input", "[ops][shape]") {
   CHECK_THROWS_AS(ops::slice_backward(Tensor<float>::zeros({2}), {5}, 0, 0, 3), ctmllm::Error);
   CHECK_THROWS_AS(ops::slice_backward(Tensor<float>::zeros({2}), {5}, 0, 3, 9), ctmllm::Error);
   CHECK_THROWS_AS(ops::select_backward(Tensor<float>::zeros({2}), {3, 2}, 0, 3), ctmllm::Error);
+  // index_copy_: an index out of range (named), a strided destination, shapes that do not match.
+  const auto rows = Tensor<float>::zeros({4, 2}), two = Tensor<float>::zeros({2, 2});
+  CHECK_THROWS_WITH(ops::index_copy_(rows, 0, Tensor<int64_t>::from({1, 4}, {2}), two),
+                    Catch::Contains("index 4 at position 1 is outside [0, 4)"));
+  CHECK_THROWS_AS(ops::index_copy_(rows, 0, Tensor<int64_t>::from({-1, 0}, {2}), two), ctmllm::Error);
+  CHECK_THROWS_AS(ops::index_copy_(rows.transpose(0, 1), 1, Tensor<int64_t>::from({0, 1}, {2}), two), ctmllm::Error);
+  CHECK_THROWS_AS(ops::index_copy_(rows, 0, Tensor<int64_t>::from({0}, {1}), two), ctmllm::Error);
+  CHECK_THROWS_AS(ops::index_copy_(rows, 0, Tensor<int64_t>::from({0, 1}, {1, 2}), two), ctmllm::Error);
+  CHECK_THROWS_AS(ops::index_copy_(rows, 2, Tensor<int64_t>::from({0, 1}, {2}), two), ctmllm::Error);
 }

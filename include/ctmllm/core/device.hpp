@@ -32,6 +32,7 @@ struct Cpu {
   static void copy_to_host(void* dst, const void* src, size_t bytes) { if (bytes) std::memcpy(dst, src, bytes); }
   static void copy_from_host(void* dst, const void* src, size_t bytes) { if (bytes) std::memcpy(dst, src, bytes); }
   static void copy_within(void* dst, const void* src, size_t bytes) { if (bytes) std::memcpy(dst, src, bytes); }
+  static void zero(void* dst, size_t bytes) { if (bytes) std::memset(dst, 0, bytes); }
 };
 
 #if defined(CTMLLM_WITH_CUDA)
@@ -44,6 +45,10 @@ struct Cuda {
   static void copy_to_host(void* dst, const void* src, size_t bytes) { copy(dst, src, bytes, cudaMemcpyDeviceToHost, true); }
   static void copy_from_host(void* dst, const void* src, size_t bytes) { copy(dst, src, bytes, cudaMemcpyHostToDevice, true); }
   static void copy_within(void* dst, const void* src, size_t bytes) { copy(dst, src, bytes, cudaMemcpyDeviceToDevice, false); }
+  // Queued on the stream like a kernel (no host traffic, no wait).
+  static void zero(void* dst, size_t bytes) {
+    if (bytes) cuda::check(cudaMemsetAsync(dst, 0, bytes, cuda::current_stream()), "cudaMemsetAsync");
+  }
   // Whether the program holds the device's strided copy kernel (core/cuda/strided_copy.hpp).
   static bool strided_copy_available() { return cuda::strided_copy_launcher().load() != nullptr; }
   // Copies the view (src, src_strides) into the view (dst, dst_strides), both of `shape`, on the

@@ -38,7 +38,12 @@ class Tensor {
     t.storage_ = D::allocate(size_t(shape.numel()) * sizeof(T));
     return t;
   }
-  static Tensor zeros(const Shape& shape) { return full(shape, cast<T>(0)); }
+  // All-zero bytes are 0 in every element type, so zeros are set in place on any device.
+  static Tensor zeros(const Shape& shape) {
+    Tensor t = empty(shape);
+    D::zero(t.data(), size_t(t.numel()) * sizeof(T));
+    return t;
+  }
   static Tensor ones(const Shape& shape) { return full(shape, cast<T>(1)); }
   static Tensor full(const Shape& shape, T value) {
     if constexpr (std::is_same_v<D, Cpu>) {

@@ -3,7 +3,10 @@
 // greedy, or sampled from the processed distribution with a seeded stream — until every row has
 // stopped (eos, stop string, max_new_tokens). num_beams > 1 runs beam search (beam_search.hpp).
 // Rows that stop early are fed the pad token until the rest finish (their outputs are discarded);
-// each row's result is what it generates alone.
+// each row's result is what it generates alone. On the GPU the decode steps run on fixed buffers and
+// replay a CUDA graph (llm/static_decode_step.hpp) unless options.cuda_graphs is off.
+#include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "ctmllm/autograd/variable.hpp"
@@ -14,6 +17,7 @@
 #include "ctmllm/generate/sampling.hpp"
 #include "ctmllm/generate/stopping.hpp"
 #include "ctmllm/llm/decoder.hpp"
+#include "ctmllm/llm/static_decode_step.hpp"
 
 namespace ctmllm::generate {
 
@@ -30,6 +34,8 @@ std::vector<Generated> generate(const llm::Decoder<T, D>& model, const Prompt<T,
 
   llm::KvCache<T, D> cache = model.make_cache(B, prompt.length() + o.max_new_tokens);
   std::vector<float> scores = detail::prefill(model, prompt, cache);
+  std::optional<llm::StaticDecodeStep<T, D>> graph_step;
+  if (!std::is_same_v<D, Cpu> && o.cuda_graphs) graph_step.emplace(model, cache);
   std::vector<std::vector<int64_t>> history = detail::prompt_history(prompt);
   const StoppingCriteria stopping(o);
   Rng rng(o.seed);
@@ -58,7 +64,7 @@ std::vector<Generated> generate(const llm::Decoder<T, D>& model, const Prompt<T,
       any_running = any_running || running[size_t(b)];
     }
     if (!any_running || step + 1 == o.max_new_tokens) break;
-    scores = detail::decode_step(model, next, cache);
+    scores = graph_step ? detail::host_logits((*graph_step)(next)) : detail::decode_step(model, next, cache);
   }
   return out;
 }

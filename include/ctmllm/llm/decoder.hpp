@@ -174,18 +174,8 @@ class Decoder {
     const int64_t B = h.size(0), S = h.size(1);
     KvCache<T, D>* cache = in.cache;
     const int64_t past = cache ? cache->length() : 0;
-    if (cache) {
-      CTMLLM_CHECK(!autograd::grad_mode(),
-                   "Decoder::forward: a KV cache is for inference; run under autograd::NoGradGuard");
-      CTMLLM_CHECK(cache->batch() == B && cache->layers() == int64_t(layers_.size()) &&
-                       cache->kv_heads() == config_.num_key_value_heads && cache->head_dim() == config_.head_dim,
-                   "Decoder::forward: the cache (batch ", cache->batch(), ", ", cache->layers(), " layers, ",
-                   cache->kv_heads(), " kv heads of ", cache->head_dim(), ") does not fit this model and batch ", B);
-    }
-    if (config_.sliding_window)
-      CTMLLM_CHECK(past + S <= *config_.sliding_window, "Decoder::forward: ", past + S,
-                   " tokens exceed the sliding window of ", *config_.sliding_window,
-                   ", which this decoder does not implement");
+    if (cache) check_cache(*cache, B, "Decoder::forward");
+    check_context(past + S);
     const std::vector<uint8_t> keep = keep_flags(in.attention_mask, B, S);
     const Tensor<int64_t, D> positions = position_ids(in, keep, B, S);
     Tensor<uint8_t, D> key_mask;  // [B, past + S], undefined when every key is real
@@ -198,21 +188,73 @@ class Decoder {
 
     DecoderOutput<T, D> out;
     if (in.output_hidden_states) out.hidden_states.push_back(h);
-    for (size_t l = 0; l < layers_.size(); ++l) {
-      const DecoderLayer<T, D>& L = layers_[l];
-      h = autograd::add(h, attention(L, int64_t(l), L.input_norm(h), positions, key_mask, cache));
-      h = autograd::add(h, mlp(L, L.post_attention_norm(h)));
-      if (in.output_hidden_states && l + 1 < layers_.size()) out.hidden_states.push_back(h);
-    }
-    h = norm_(h);
-    if (in.output_hidden_states) out.hidden_states.push_back(h);
+    h = layers_forward(h, positions, key_mask, CacheUse{cache, nullptr},
+                       in.output_hidden_states ? &out.hidden_states : nullptr);
     if (cache) cache->advance(S);
     if (in.logits_to_keep > 0 && in.logits_to_keep < S) h = autograd::slice(h, 1, S - in.logits_to_keep, S);
     out.logits = lm_head_(h);
     return out;
   }
 
+  // One decode step on fixed device buffers, for StaticDecodeStep: ids and positions [B, 1], slot [1]
+  // (the cache slot every row's new key and value go to), keep [B, max_length] (1 = a slot the new
+  // token attends to; 0 for the others, every slot not written yet among them). Attention runs over
+  // all max_length slots under keep. It leaves the cache's host bookkeeping alone (the caller reserves
+  // the slot before and advances after) and copies nothing between host and device, so a CUDA graph
+  // can capture it. Returns the logits [B, 1, V].
+  Var decode_fixed(const Tensor<int64_t, D>& ids, const Tensor<int64_t, D>& positions, const Tensor<int64_t, D>& slot,
+                   const Tensor<uint8_t, D>& keep, KvCache<T, D>& cache) const {
+    check_rank(ids, 2, "Decoder::decode_fixed", "ids");
+    const int64_t B = ids.size(0);
+    check_shape(ids, Shape{B, 1}, "Decoder::decode_fixed", "ids");
+    check_shape(positions, Shape{B, 1}, "Decoder::decode_fixed", "positions");
+    check_shape(slot, Shape{1}, "Decoder::decode_fixed", "slot");
+    check_shape(keep, Shape{B, cache.max_length()}, "Decoder::decode_fixed", "keep");
+    check_cache(cache, B, "Decoder::decode_fixed");
+    DecoderInput<T, D> in;
+    in.input_ids = ids;
+    return lm_head_(layers_forward(input_embeddings(in), positions, keep, CacheUse{&cache, &slot}, nullptr));
+  }
+
+  // An Error unless a sequence of `tokens` (cached and new) fits: sliding-window attention is not
+  // implemented, so a model that has one takes at most its window.
+  void check_context(int64_t tokens) const {
+    if (config_.sliding_window)
+      CTMLLM_CHECK(tokens <= *config_.sliding_window, "Decoder::forward: ", tokens, " tokens exceed the sliding window of ",
+                   *config_.sliding_window, ", which this decoder does not implement");
+  }
+
  private:
+  // Where a layer's new keys and values go: nowhere (no cache), the cache's next slots (attention over
+  // slots [0, length + S)), or the device-held slot of a fixed-shape step (attention over every slot).
+  struct CacheUse {
+    KvCache<T, D>* cache = nullptr;
+    const Tensor<int64_t, D>* slot = nullptr;
+  };
+
+  void check_cache(const KvCache<T, D>& cache, int64_t B, const char* op) const {
+    CTMLLM_CHECK(!autograd::grad_mode(), op, ": a KV cache is for inference; run under autograd::NoGradGuard");
+    CTMLLM_CHECK(cache.batch() == B && cache.layers() == int64_t(layers_.size()) &&
+                     cache.kv_heads() == config_.num_key_value_heads && cache.head_dim() == config_.head_dim,
+                 op, ": the cache (batch ", cache.batch(), ", ", cache.layers(), " layers, ", cache.kv_heads(),
+                 " kv heads of ", cache.head_dim(), ") does not fit this model and batch ", B);
+  }
+
+  // The layers and the final norm over h [B, S, H]; appends each layer's output to *hidden when given
+  // (the last one after the norm).
+  Var layers_forward(Var h, const Tensor<int64_t, D>& positions, const Tensor<uint8_t, D>& key_mask,
+                     const CacheUse& use, std::vector<Var>* hidden) const {
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const DecoderLayer<T, D>& L = layers_[l];
+      h = autograd::add(h, attention(L, int64_t(l), L.input_norm(h), positions, key_mask, use));
+      h = autograd::add(h, mlp(L, L.post_attention_norm(h)));
+      if (hidden && l + 1 < layers_.size()) hidden->push_back(h);
+    }
+    h = norm_(h);
+    if (hidden) hidden->push_back(h);
+    return h;
+  }
+
   // Fills each part of the network from a source, registering T tensors in Parameters.
   template <class Source>
   struct Loader {
@@ -354,7 +396,7 @@ class Decoder {
 
   // Self-attention of one layer over x = input_norm(h) [B, S, H]; returns o_proj's output [B, S, H].
   Var attention(const DecoderLayer<T, D>& L, int64_t l, const Var& x, const Tensor<int64_t, D>& positions,
-                const Tensor<uint8_t, D>& key_mask, KvCache<T, D>* cache) const {
+                const Tensor<uint8_t, D>& key_mask, const CacheUse& use) const {
     const int64_t B = x.size(0), S = x.size(1), Hq = config_.num_attention_heads, Hkv = config_.num_key_value_heads;
     const int64_t hd = config_.head_dim;
     Var q, k, v;
@@ -367,11 +409,17 @@ class Decoder {
     q = autograd::rope(split_heads(q, Hq), positions, rope_);   // [B, Hq, S, hd]
     k = autograd::rope(split_heads(k, Hkv), positions, rope_);  // [B, Hkv, S, hd]
     v = split_heads(v, Hkv);
-    if (cache) {  // attend to every cached key, this step's included
-      cache->store(l, k.value(), v.value());
-      const int64_t end = cache->length() + S;
-      k = Var(cache->keys(l, end));
-      v = Var(cache->values(l, end));
+    if (use.cache) {  // attend to every cached key, this step's included
+      KvCache<T, D>& cache = *use.cache;
+      int64_t end = cache.max_length();
+      if (use.slot) {
+        cache.store_at(l, *use.slot, k.value(), v.value());
+      } else {
+        cache.store(l, k.value(), v.value());
+        end = cache.length() + S;
+      }
+      k = Var(cache.keys(l, end));
+      v = Var(cache.values(l, end));
     }
     ops::AttentionOptions<D> opts;
     opts.causal = true;

@@ -6,12 +6,15 @@
 // together, so a left-padded batch stays aligned and padding is carried as a keep mask [batch,
 // max_length] (0 = a pad slot no query may attend to). Each row also counts its real tokens, which
 // is the position its next real token takes (position_ids = cumsum(mask) − 1, as Hugging Face
-// computes them).
+// computes them). The keys and values start as zeros, so slots not yet written hold finite values: a
+// fixed-shape decode step (static_decode_step.hpp) attends over every slot under a mask, and masked
+// slots then add 0 · 0.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "ctmllm/core/tensor.hpp"
+#include "ctmllm/ops/shape_ops.hpp"
 
 namespace ctmllm::llm {
 
@@ -25,8 +28,8 @@ class KvCache {
                  "KvCache: layers, batch, kv_heads, head_dim and max_length must be positive, got ", layers, ", ",
                  batch, ", ", kv_heads, ", ", head_dim, ", ", max_length);
     for (int64_t l = 0; l < layers; ++l) {
-      keys_.push_back(Tensor<T, D>::empty({batch, kv_heads, max_length, head_dim}));
-      values_.push_back(Tensor<T, D>::empty({batch, kv_heads, max_length, head_dim}));
+      keys_.push_back(Tensor<T, D>::zeros({batch, kv_heads, max_length, head_dim}));
+      values_.push_back(Tensor<T, D>::zeros({batch, kv_heads, max_length, head_dim}));
     }
     keep_ = std::vector<uint8_t>(size_t(batch * max_length), 1);
   }
@@ -57,6 +60,12 @@ class KvCache {
     const int64_t S = k.size(2);
     keys_.at(size_t(l)).slice(2, length_, length_ + S).copy_from(k);
     values_.at(size_t(l)).slice(2, length_, length_ + S).copy_from(v);
+  }
+  // Writes layer l's keys and values k, v [batch, kv_heads, S, head_dim] at the S slots that `slots`
+  // [S] (int64, on the device) names: the write of a step whose slot index lives on the device.
+  void store_at(int64_t l, const Tensor<int64_t, D>& slots, const Tensor<T, D>& k, const Tensor<T, D>& v) {
+    ops::index_copy_(keys_.at(size_t(l)), 2, slots, k);
+    ops::index_copy_(values_.at(size_t(l)), 2, slots, v);
   }
   // Layer l's keys / values of slots [0, end): views [batch, kv_heads, end, head_dim].
   Tensor<T, D> keys(int64_t l, int64_t end) const { return keys_.at(size_t(l)).slice(2, 0, end); }

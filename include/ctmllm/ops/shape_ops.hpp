@@ -1,7 +1,7 @@
 #pragma once
-// Shape ops that are not plain views: concat and split (split returns views), and the backward of
-// the view ops that pick elements out (slice, select, split): the gradient placed into zeros of the
-// input's shape. The other views (reshape, permute, transpose, squeeze, unsqueeze, expand) are
+// Shape ops that are not plain views: concat and split (split returns views), index_copy_ (rows
+// written at indices held in a tensor), and the backward of the view ops that pick elements out
+// (slice, select, split): the gradient placed into zeros of the input's shape. The other views (reshape, permute, transpose, squeeze, unsqueeze, expand) are
 // Tensor methods; their gradients are views of dy (see autograd/shape_ops.hpp).
 #include <vector>
 
@@ -33,6 +33,28 @@ Tensor<T, D> concat(const std::vector<Tensor<T, D>>& xs, int dim) {
   Tensor<T, D> y = Tensor<T, D>::empty(shape);
   impl::concat(xs, dim, y);
   return y;
+}
+
+// In place: dst.select(dim, index[i]) = src.select(dim, i) for every i. dst is contiguous; src has
+// dst's shape except index.numel() along dim; index is int64 [n] on dst's device, its values distinct
+// (with repeats each row gets one of its sources; on the GPU which one is unspecified). An index
+// outside [0, dst.size(dim)) is an Error naming the first one; on the GPU that check reads a flag
+// back, except while the stream is captured into a graph, where the kernel skips such rows instead.
+// The indices live in a tensor so that a device-side index can change between replays of a captured
+// graph: the KV cache writes each decode step's keys this way (llm/kv_cache.hpp). Not differentiable.
+template <class T, class D>
+void index_copy_(const Tensor<T, D>& dst, int dim, const Tensor<int64_t, D>& index, const Tensor<T, D>& src) {
+  CTMLLM_REQUIRE_KERNELS(D, "index_copy_");
+  check_defined(dst, "index_copy_", "dst");
+  check_defined(index, "index_copy_", "index");
+  check_defined(src, "index_copy_", "src");
+  dim = normalize_dim(dim, dst.rank(), "index_copy_");
+  CTMLLM_CHECK(dst.is_contiguous(), "index_copy_: dst ", dst.describe(), " must be contiguous");
+  check_rank(index, 1, "index_copy_", "index");
+  Shape expected = dst.shape();
+  expected[dim] = index.size(0);
+  check_shape(src, expected, "index_copy_", "src");
+  impl::index_copy(dst, dim, index.contiguous(), src.contiguous());
 }
 
 namespace shape_impl {

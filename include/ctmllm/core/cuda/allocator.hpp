@@ -3,6 +3,8 @@
 // cudaMalloc and cudaFree synchronise the device and take tens of microseconds; a training step
 // allocates the same sizes every time, so after the first step every tensor comes from the cache.
 #include <atomic>
+#include <memory>
+#include <utility>
 
 #include "ctmllm/core/cuda/block_cache.hpp"
 #include "ctmllm/core/cuda/error.hpp"
@@ -33,6 +35,50 @@ inline DeviceAllocator& allocator() {
   return allocators.current([] { return new DeviceAllocator(); });
 }
 
+// The blocks of one CUDA graph (core/cuda/graph.hpp): a graph writes the blocks its capture allocated
+// on every replay, so they must never reach the device's shared cache while the graph can still run.
+// During the capture every allocation of the capturing thread on the pool's device comes from here,
+// and blocks freed during it return here, free for the capture's later allocations (the graph runs
+// its work in capture order, as the stream would). The memory goes back to the device when the pool
+// and every tensor in it are gone.
+class PrivatePool {
+ public:
+  explicit PrivatePool(int device) : device_(device) {}
+  ~PrivatePool() {
+    try {
+      cache_.release_cached();
+    } catch (const Error&) {  // a destructor must not throw; a failing cudaFree means the context is lost anyway
+    }
+  }
+  PrivatePool(const PrivatePool&) = delete;
+  PrivatePool& operator=(const PrivatePool&) = delete;
+
+  int device() const { return device_; }
+  DeviceAllocator& cache() { return cache_; }
+
+ private:
+  int device_;
+  DeviceAllocator cache_;
+};
+
+// The pool the calling thread allocates from while it captures a graph (null otherwise).
+inline std::shared_ptr<PrivatePool>& capture_pool() {
+  thread_local std::shared_ptr<PrivatePool> pool;
+  return pool;
+}
+
+// Routes the calling thread's allocations to `pool` for the scope.
+class UsePrivatePool {
+ public:
+  explicit UsePrivatePool(std::shared_ptr<PrivatePool> pool) : previous_(std::exchange(capture_pool(), std::move(pool))) {}
+  ~UsePrivatePool() { capture_pool() = std::move(previous_); }
+  UsePrivatePool(const UsePrivatePool&) = delete;
+  UsePrivatePool& operator=(const UsePrivatePool&) = delete;
+
+ private:
+  std::shared_ptr<PrivatePool> previous_;
+};
+
 // When on, every block handed out is first filled with 0xFF bytes, which read as NaN in float32,
 // bfloat16 and float16: tests turn it on so that an output element a kernel never writes cannot
 // pass a comparison.
@@ -43,9 +89,16 @@ inline std::atomic<bool>& poison_new_blocks() {
 
 // A block of at least `bytes` on the current device, returned to the cache (not to the device) when
 // the last reference goes.
+// During a graph capture the block comes from the graph's PrivatePool, which it keeps alive.
 inline std::shared_ptr<std::byte> allocate(size_t bytes) {
-  DeviceAllocator& a = allocator();
-  std::shared_ptr<std::byte> block(static_cast<std::byte*>(a.allocate(bytes)), [&a](std::byte* q) { a.deallocate(q); });
+  std::shared_ptr<std::byte> block;
+  if (const std::shared_ptr<PrivatePool>& pool = capture_pool(); pool && pool->device() == current_device()) {
+    block = std::shared_ptr<std::byte>(static_cast<std::byte*>(pool->cache().allocate(bytes)),
+                                       [pool](std::byte* q) { pool->cache().deallocate(q); });
+  } else {
+    DeviceAllocator& a = allocator();
+    block = std::shared_ptr<std::byte>(static_cast<std::byte*>(a.allocate(bytes)), [&a](std::byte* q) { a.deallocate(q); });
+  }
   if (poison_new_blocks().load(std::memory_order_relaxed))
     CTMLLM_CUDA_CHECK(cudaMemsetAsync(block.get(), 0xFF, size_class(bytes), current_stream()));
   return block;

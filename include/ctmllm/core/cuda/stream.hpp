@@ -37,6 +37,14 @@ inline cudaStream_t current_stream() {
   return streams.current([] { return new Stream(); }).get();
 }
 
+// Whether the current device's stream is being captured into a graph (core/cuda/graph.hpp): its work
+// is then recorded, not run, so nothing may be read back or waited for.
+inline bool capturing() {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  CTMLLM_CUDA_CHECK(cudaStreamIsCapturing(current_stream(), &status));
+  return status != cudaStreamCaptureStatusNone;
+}
+
 // Waits until everything queued on the current device's stream has finished.
 inline void synchronize() { CTMLLM_CUDA_CHECK(cudaStreamSynchronize(current_stream())); }
 

@@ -10,11 +10,17 @@
 // 4 dot products of its tile row with the warp's 4 rows, warp shuffles take the row max and sum, and
 // the accumulators (head dims spread over the lanes, up to 256) take each tile row's weight by
 // shuffle. Tile rows that lanes read whole are padded to an odd length, so the 32 lanes hit 32
-// different shared-memory banks.
+// different shared-memory banks. Tiles come in with 16-byte loads when the rows allow it.
+//
+// A few queries over many keys (a decode step over a KV cache: one query block per head) would
+// leave most of the GPU idle with one block walking all keys, so the forward then splits the keys:
+// block c of a head walks keys [c·chunk, (c+1)·chunk) and leaves its unnormalised sums, max and
+// total; a second kernel merges the splits in order (still deterministic).
 //
 // Built with the cudnn-frontend headers (CTMLLM_HAS_CUDNN_FRONTEND), bfloat16 and float16 calls go to
 // cuDNN's fused flash SDPA first (sdpa_cudnn.cuh) and reach these kernels only where cuDNN does not
 // run the case, or when cudnn_sdpa_enabled() is off.
+#include <algorithm>
 #include <cmath>
 
 #include "ctmllm/ops/cpu/attention.hpp"
@@ -34,18 +40,26 @@ inline constexpr int kAttnTile = 32;                             // rows of the 
 inline constexpr int kAttnMaxDim = 256;                          // head dims up to this
 inline constexpr int kAttnPerLane = kAttnMaxDim / 32;
 
-// A [B, H, S, D] tensor with unit inner stride.
+inline constexpr int64_t kAttnSplitKeys = 64;    // keys per split at least (a multiple of kAttnTile)
+inline constexpr int64_t kAttnSplitBlocks = 512;  // split until about this many blocks run
+
+// A [B, H, S, D] tensor with unit inner stride; vec: every row starts 16-byte aligned and holds
+// whole 16-byte units.
 template <class T>
 struct HeadRows {
   const T* p;
   int64_t sb, sh, ss, S;
   int D;
+  bool vec;
   __device__ const T* row(int64_t b, int64_t h, int64_t s) const { return p + b * sb + h * sh + s * ss; }
 };
 
 template <class T>
 HeadRows<T> head_rows(const Tensor<T, Cuda>& t) {
-  return HeadRows<T>{t.data(), t.stride(0), t.stride(1), t.stride(2), t.size(2), int(t.size(3))};
+  constexpr int64_t unit = 16 / int64_t(sizeof(T));
+  const bool vec = reinterpret_cast<uintptr_t>(t.data()) % 16 == 0 && t.size(3) % unit == 0 &&
+                   t.stride(0) % unit == 0 && t.stride(1) % unit == 0 && t.stride(2) % unit == 0;
+  return HeadRows<T>{t.data(), t.stride(0), t.stride(1), t.stride(2), t.size(2), int(t.size(3)), vec};
 }
 
 // Whether query i of batch b sees key j: keep[b, j] (when given) and, when causal, j <= i + offset
@@ -66,6 +80,25 @@ __host__ __device__ inline int odd_ld(int d) { return d % 2 ? d : d + 1; }
 template <class T>
 __device__ void load_tile(float* dst, int ld, const HeadRows<T>& v, int64_t b, int64_t h, int64_t row0, int rows,
                           float mult) {
+  if (v.vec) {  // 16 bytes per load
+    constexpr int unit = 16 / int(sizeof(T));
+    const int units = v.D / unit;
+    for (int e = threadIdx.x; e < rows * units; e += blockDim.x) {
+      const int r = e / units, d = e % units * unit;
+      const int64_t s = row0 + r;
+      float* out = dst + r * ld + d;
+      if (s < v.S) {
+        const uint4 raw = *reinterpret_cast<const uint4*>(v.row(b, h, s) + d);
+        const T* x = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+        for (int i = 0; i < unit; ++i) out[i] = to_float(x[i]) * mult;
+      } else {
+#pragma unroll
+        for (int i = 0; i < unit; ++i) out[i] = 0.0f;
+      }
+    }
+    return;
+  }
   for (int e = threadIdx.x; e < rows * v.D; e += blockDim.x) {
     const int r = e / v.D, d = e % v.D;
     const int64_t s = row0 + r;
@@ -120,17 +153,26 @@ __device__ __forceinline__ int64_t key_end(const AttnVisibility& vis, int64_t i0
   return !vis.causal ? vis.sk : end < 0 ? 0 : end < vis.sk ? end : vis.sk;
 }
 
-// Block (query block, head h, batch b): out [B, Hq, Sq, Dv] and lse [B, Hq, Sq], contiguous.
+// Where a split forward leaves its partial results: per split, batch, head and query the max and
+// the sum of exp(s − max), and the unnormalised output row.
+struct AttnSplits {
+  float *m, *l, *acc;  // [splits, B, Hq, Sq] twice, then [splits, B, Hq, Sq, Dv]
+  int64_t count, chunk;  // splits (1: none) and keys per split (a multiple of kAttnTile)
+};
+
+// Block (query block · splits + split, head h, batch b): out [B, Hq, Sq, Dv] and lse [B, Hq, Sq],
+// contiguous; with splits, the partials instead.
 template <class T>
 __global__ void __launch_bounds__(kAttnWarps * 32)
     attention_forward_kernel(HeadRows<T> q, HeadRows<T> k, HeadRows<T> v, AttnVisibility vis, int64_t Hq, int64_t group,
-                             float scale, T* __restrict__ out, float* __restrict__ lse) {
+                             float scale, T* __restrict__ out, float* __restrict__ lse, AttnSplits splits) {
   extern __shared__ float smem[];
   const int Dh = q.D, Dv = v.D, ldk = odd_ld(Dh);
   float* qs = smem;                   // [kAttnRows][Dh]: scale·q
   float* ks = qs + kAttnRows * Dh;    // [kAttnTile][ldk]
   float* vs = ks + kAttnTile * ldk;   // [kAttnTile][Dv]
-  const int64_t b = blockIdx.z, h = blockIdx.y, kvh = h / group, i0 = int64_t(blockIdx.x) * kAttnRows, Sq = q.S;
+  const int64_t split = blockIdx.x % splits.count, i0 = int64_t(blockIdx.x / splits.count) * kAttnRows;
+  const int64_t b = blockIdx.z, h = blockIdx.y, kvh = h / group, Sq = q.S;
   const int lane = threadIdx.x % 32, r0 = threadIdx.x / 32 * kAttnRowsPerWarp;
   load_tile(qs, Dh, q, b, h, i0, kAttnRows, scale);
 
@@ -141,8 +183,9 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
     l[r] = 0.0f;
   }
   zero(acc);
-  const int64_t kend = key_end(vis, i0, Sq);
-  for (int64_t j0 = 0; j0 < kend; j0 += kAttnTile) {
+  const int64_t jbegin = split * splits.chunk;
+  const int64_t kend = splits.count > 1 ? min(key_end(vis, i0, Sq), jbegin + splits.chunk) : key_end(vis, i0, Sq);
+  for (int64_t j0 = jbegin; j0 < kend; j0 += kAttnTile) {
     __syncthreads();  // the last tile's readers are done
     load_tile(ks, ldk, k, b, kvh, j0, kAttnTile, 1.0f);
     load_tile(vs, Dv, v, b, kvh, j0, kAttnTile, 1.0f);
@@ -172,6 +215,19 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
     const int64_t i = i0 + r0 + r;
     if (i >= Sq) continue;
     const int64_t row = (b * Hq + h) * Sq + i;
+    if (splits.count > 1) {  // this split's part, merged by attention_merge_kernel
+      const int64_t part = split * int64_t(gridDim.z) * Hq * Sq + row;
+#pragma unroll
+      for (int t = 0; t < kAttnPerLane; ++t) {
+        const int d = lane + 32 * t;
+        if (d < Dv) splits.acc[part * Dv + d] = acc[r][t];
+      }
+      if (lane == 0) {
+        splits.m[part] = m[r];
+        splits.l[part] = l[r];
+      }
+      continue;
+    }
     const bool seen = l[r] > 0.0f;  // a visible row has l >= 1 (its max contributes exp(0))
 #pragma unroll
     for (int t = 0; t < kAttnPerLane; ++t) {
@@ -179,6 +235,33 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
       if (d < Dv) out[row * Dv + d] = from_float<T>(seen ? acc[r][t] / l[r] : 0.0f);
     }
     if (lane == 0) lse[row] = seen ? m[r] + logf(l[r]) : -INFINITY;
+  }
+}
+
+// Merges the splits of `rows` = B·Hq·Sq rows in split order: with M the largest split max and
+// w_c = exp(m_c − M), out = Σ w_c·acc_c / Σ w_c·l_c and lse = M + log Σ w_c·l_c; a row no split saw
+// gets 0 and −inf. A thread per output element (each recomputes its row's weights: splits are few).
+template <class T>
+__global__ void attention_merge_kernel(AttnSplits splits, int64_t rows, int Dv, T* __restrict__ out,
+                                       float* __restrict__ lse) {
+  for (int64_t e = global_thread(); e < rows * Dv; e += grid_threads()) {
+    const int64_t row = e / Dv;
+    const int d = int(e % Dv);
+    float mx = -INFINITY;
+    for (int64_t c = 0; c < splits.count; ++c) mx = fmaxf(mx, splits.m[c * rows + row]);
+    float total = 0.0f, value = 0.0f;
+    if (mx != -INFINITY) {
+      for (int64_t c = 0; c < splits.count; ++c) {
+        const float mc = splits.m[c * rows + row];
+        if (mc == -INFINITY) continue;  // this split saw none of the row's keys
+        const float w = expf(mc - mx);
+        total += w * splits.l[c * rows + row];
+        value += w * splits.acc[(c * rows + row) * Dv + d];
+      }
+    }
+    const bool seen = total > 0.0f;
+    out[e] = from_float<T>(seen ? value / total : 0.0f);
+    if (d == 0) lse[row] = seen ? mx + logf(total) : -INFINITY;
   }
 }
 
@@ -364,11 +447,34 @@ void attention_forward(const Tensor<T, Cuda>& q, const Tensor<T, Cuda>& k, const
   const int64_t B = q.size(0), Hq = q.size(1), Sq = q.size(2), Dh = q.size(3), Dv = v.size(3), Sk = k.size(2);
   if (B * Hq * Sq == 0) return;
   const int64_t floats = cuda_impl::kAttnRows * Dh + cuda_impl::kAttnTile * (cuda_impl::odd_ld(int(Dh)) + Dv);
-  cuda_impl::launch_attention(cuda_impl::attention_forward_kernel<T>, "attention_forward_kernel",
-                              cuda_impl::attention_grid(Sq, Hq, B), floats, cuda_impl::head_rows(q),
-                              cuda_impl::head_rows(k), cuda_impl::head_rows(v),
+  // One query block per head over many keys: split the keys until about kAttnSplitBlocks blocks run.
+  cuda_impl::AttnSplits splits{nullptr, nullptr, nullptr, 1, Sk};
+  const int64_t heads = B * Hq, rows = B * Hq * Sq;
+  if (Sq <= cuda_impl::kAttnRows && Sk > cuda_impl::kAttnSplitKeys && heads < cuda_impl::kAttnSplitBlocks) {
+    const int64_t want = std::min((Sk + cuda_impl::kAttnSplitKeys - 1) / cuda_impl::kAttnSplitKeys,
+                                  cuda_impl::kAttnSplitBlocks / heads);
+    const int64_t per = (Sk + want - 1) / want;
+    splits.chunk = (per + cuda_impl::kAttnTile - 1) / cuda_impl::kAttnTile * cuda_impl::kAttnTile;
+    splits.count = (Sk + splits.chunk - 1) / splits.chunk;
+  }
+  dim3 grid = cuda_impl::attention_grid(Sq, Hq, B);
+  Tensor<float, Cuda> partials;
+  if (splits.count > 1) {
+    partials = Tensor<float, Cuda>::empty({splits.count * rows * (Dv + 2)});
+    splits.m = partials.data();
+    splits.l = splits.m + splits.count * rows;
+    splits.acc = splits.l + splits.count * rows;
+    grid.x = unsigned(splits.count);  // the one query block, once per split
+  }
+  cuda_impl::launch_attention(cuda_impl::attention_forward_kernel<T>, "attention_forward_kernel", grid, floats,
+                              cuda_impl::head_rows(q), cuda_impl::head_rows(k), cuda_impl::head_rows(v),
                               cuda_impl::attention_visibility(keep, Sq, Sk, causal), Hq, Hq / k.size(1), float(scale),
-                              out.data(), lse.data());
+                              out.data(), lse.data(), splits);
+  if (splits.count > 1) {
+    cuda_impl::attention_merge_kernel<T><<<cuda_impl::grid_for(rows * Dv), cuda_impl::kThreads, 0,
+                                           cuda::current_stream()>>>(splits, rows, int(Dv), out.data(), lse.data());
+    cuda::check_launch("attention_merge_kernel");
+  }
 }
 
 // dq, dk, dv (contiguous, shaped like q, k, v) from dy and the forward's out and lse.

@@ -1,7 +1,9 @@
 #pragma once
 // CUDA kernels for embedding (the Tensor<T, Cuda> overloads of ops/cpu/embedding.hpp, same layout:
 // weight / dweight [V, H], ids [N] int64, y / dy [N, H], all contiguous). Ids are range-checked on
-// the device first (index_check.cuh: one flag read back, so each call waits for the stream once).
+// the device first (index_check.cuh: one flag read back, so each call waits for the stream once),
+// except in a forward captured into a CUDA graph, which cannot read back: its gather writes zero
+// rows for bad ids instead (the graph's owner checks the ids it feeds, llm/static_decode_step.hpp).
 //
 // The backward is deterministic without atomics: a stable radix sort (CUB, part of the toolkit) of
 // the ids with their token positions groups the tokens of each id in token order; one block per
@@ -19,8 +21,11 @@ namespace cuda_impl {
 
 template <class T>
 __global__ void embedding_gather_kernel(const T* __restrict__ weight, const int64_t* __restrict__ ids, T* __restrict__ y,
-                                        int64_t N, int64_t H) {
-  for (int64_t e = global_thread(); e < N * H; e += grid_threads()) y[e] = weight[ids[e / H] * H + e % H];
+                                        int64_t N, int64_t H, int64_t V) {
+  for (int64_t e = global_thread(); e < N * H; e += grid_threads()) {
+    const int64_t id = ids[e / H];
+    y[e] = id >= 0 && id < V ? weight[id * H + e % H] : from_float<T>(0.0f);
+  }
 }
 
 template <class Index>
@@ -55,10 +60,11 @@ template <class T>
 void embedding_forward(const Tensor<T, Cuda>& weight, const Tensor<int64_t, Cuda>& ids, const Tensor<T, Cuda>& y) {
   CTMLLM_CUDA_FLOAT_TYPES(T, "embedding");
   const int64_t V = weight.size(0), H = weight.size(1), N = ids.numel();
-  if (cuda_impl::any_index_out_of_range(ids, V)) check_embedding_ids(ids.template to_device<Cpu>(), V, "embedding");
+  if (!cuda::capturing() && cuda_impl::any_index_out_of_range(ids, V))
+    check_embedding_ids(ids.template to_device<Cpu>(), V, "embedding");
   if (N * H == 0) return;
   cuda_impl::embedding_gather_kernel<<<cuda_impl::grid_for(N * H), cuda_impl::kThreads, 0, cuda::current_stream()>>>(
-      weight.data(), ids.data(), y.data(), N, H);
+      weight.data(), ids.data(), y.data(), N, H, V);
   cuda::check_launch("embedding_gather_kernel");
 }
 
