@@ -1,7 +1,8 @@
 // Training on the GPU against the CPU: the fused AdamW kernel over several steps (two parameter
 // groups, a step where one parameter has no gradient, float32 / bfloat16 / float16 parameters, the
-// moments through state()), the global gradient norm and clipping on the device, and the AdamW
-// steps with clipping of the tiny Llama training fixture run on both devices.
+// moments through state()), the global gradient norm and clipping on the device, the AdamW
+// steps with clipping of the tiny Llama training fixture run on both devices, and mixed precision
+// (a bf16 or half model with float master weights on the device) against the same run on the CPU.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "cuda/gpu_check.hpp"
 #include "support/fixture_runner.hpp"
 #include "support/fixtures.hpp"
+#include "support/mixed_precision_run.hpp"
 
 using namespace ctmllm;
 using namespace ctmllm::testing;
@@ -128,5 +130,43 @@ TEST_CASE("cuda training steps of the tiny Llama match the CPU", "[cuda][train]"
     REQUIRE(gpu.floats.count(key) == 1);
     const double e = rel_error(gpu.floats.at(key), t);
     CHECK(e <= (key.starts_with("grad0.") ? 1e-4 : 1e-5));
+  }
+}
+
+TEST_CASE("cuda mixed-precision training with float master weights matches the CPU", "[cuda][train][mixed]") {
+  if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
+  PoisonDeviceMemory poison;
+  const Fixture ref("train/llama_adamw/reference.safetensors");
+  const auto ids = ref.get<int64_t>("input_ids"), labels = ref.get<int64_t>("labels");
+  const auto gids = ids.to_device<Cuda>(), glabels = labels.to_device<Cuda>();
+  {  // bf16, no loss scale: 5 steps, losses and master weights as on the CPU.
+    auto cpu = llm::Decoder<bf16>::from_pretrained(fixture_path(kMixedBase));
+    auto gpu = llm::Decoder<bf16, Cuda>::from_pretrained(fixture_path(kMixedBase));
+    train::MasterWeights<bf16> cpu_master(cpu.parameters().all());
+    train::MasterWeights<bf16, Cuda> gpu_master(gpu.parameters().all());
+    train::DynamicLossScaler cpu_unit({.init_scale = 1.0}), gpu_unit({.init_scale = 1.0});
+    const auto want = train_mixed(cpu, cpu_master, cpu_unit, ids, labels, 5);
+    const auto got = train_mixed(gpu, gpu_master, gpu_unit, gids, glabels, 5);
+    for (size_t s = 0; s < want.size(); ++s) {
+      INFO("bf16 step " << s << ": gpu " << got[s] << ", cpu " << want[s]);
+      CHECK(std::abs(got[s] / want[s] - 1) <= 1e-2);
+    }
+    for (size_t i = 0; i < cpu_master.params().size(); ++i) {
+      INFO(cpu_master.params()[i].name());
+      CHECK(rel_error(gpu_master.params()[i].value().to_device<Cpu>(), cpu_master.params()[i].value()) <= 1e-2);
+    }
+    // The model holds its masters rounded to bf16.
+    const auto& w = gpu.parameters().get("lm_head.weight").value();
+    CHECK(max_abs_diff(w.to_device<Cpu>(), gpu_master.params().back().value().to_device<Cpu>().to<bf16>()) == 0);
+  }
+  {  // half with GradScaler's initial scale: the first step overflows and is skipped, as on the CPU.
+    auto gpu = llm::Decoder<ctmllm::half, Cuda>::from_pretrained(fixture_path(kMixedBase));
+    train::MasterWeights<ctmllm::half, Cuda> master(gpu.parameters().all());
+    train::DynamicLossScaler scaler;
+    std::vector<bool> stepped;
+    const auto losses = train_mixed(gpu, master, scaler, gids, glabels, 4, &stepped);
+    CHECK(stepped == std::vector<bool>{false, true, true, true});
+    CHECK(scaler.scale() == 32768.0);
+    CHECK(losses.back() < losses.front());
   }
 }

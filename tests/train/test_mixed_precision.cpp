@@ -1,54 +1,25 @@
 // Mixed precision: a tiny Llama trained in bf16 with float master weights follows the float run;
-// a half model with a loss scale that overflows skips the step and halves the scale.
+// a half model with a loss scale that overflows skips the step and halves the scale; the scaled
+// conversions (ops::convert_) the master weights are made of.
 #include <cmath>
 #include <vector>
 
-#include "ctmllm/autograd/backward.hpp"
-#include "ctmllm/llm/causal_lm_loss.hpp"
-#include "ctmllm/llm/decoder.hpp"
-#include "ctmllm/train/adamw.hpp"
-#include "ctmllm/train/clip.hpp"
-#include "ctmllm/train/mixed_precision.hpp"
 #include "support/catch.hpp"
 #include "support/compare.hpp"
 #include "support/fixtures.hpp"
+#include "support/mixed_precision_run.hpp"
 
 using namespace ctmllm;
-
-namespace {
-const std::string kBase = "train/llama_adamw/base";
-const train::AdamWOptions kAdam{.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
-
-// Losses of `steps` mixed-precision steps of a Low model (float master weights, AdamW, clip 1).
-template <class Low>
-std::vector<double> train_mixed(llm::Decoder<Low>& model, train::MasterWeights<Low>& master, train::DynamicLossScaler& scaler,
-                                const Tensor<int64_t>& ids, const Tensor<int64_t>& labels, int steps,
-                                std::vector<bool>* stepped = nullptr) {
-  train::AdamW<float> opt(master.params(), kAdam);
-  std::vector<double> losses;
-  for (int s = 0; s < steps; ++s) {
-    model.parameters().zero_grad();
-    const auto loss = llm::causal_lm_loss(model.forward({.input_ids = ids}).logits, labels);
-    loss.backward(Tensor<Low>::full({1}, cast<Low>(scaler.scale())));
-    losses.push_back(double(float(loss.value().item())));
-    const bool finite = master.load_grads(1.0 / scaler.scale());
-    const bool step = scaler.update(!finite);
-    if (stepped) stepped->push_back(step);
-    if (!step) continue;
-    train::clip_grad_norm(master.params(), 1.0);
-    opt.step();
-    master.write_back();
-  }
-  return losses;
-}
-}  // namespace
+using testing::kMixedAdam;
+using testing::kMixedBase;
+using testing::train_mixed;
 
 TEST_CASE("bf16 training with float master weights follows the float run", "[train][mixed]") {
   const testing::Fixture ref("train/llama_adamw/reference.safetensors");
   const auto ids = ref.get<int64_t>("input_ids"), labels = ref.get<int64_t>("labels");
 
-  auto f32 = llm::Decoder<float>::from_pretrained(testing::fixture_path(kBase));
-  train::AdamW<float> opt(f32.parameters().all(), kAdam);
+  auto f32 = llm::Decoder<float>::from_pretrained(testing::fixture_path(kMixedBase));
+  train::AdamW<float> opt(f32.parameters().all(), kMixedAdam);
   std::vector<double> want;
   for (int s = 0; s < 5; ++s) {
     opt.zero_grad();
@@ -59,7 +30,7 @@ TEST_CASE("bf16 training with float master weights follows the float run", "[tra
     opt.step();
   }
 
-  auto b16 = llm::Decoder<bf16>::from_pretrained(testing::fixture_path(kBase));
+  auto b16 = llm::Decoder<bf16>::from_pretrained(testing::fixture_path(kMixedBase));
   train::MasterWeights<bf16> master(b16.parameters().all());
   train::DynamicLossScaler unit({.init_scale = 1.0});  // bf16 needs no scaling
   const std::vector<double> got = train_mixed(b16, master, unit, ids, labels, 5);
@@ -83,7 +54,7 @@ TEST_CASE("bf16 training with float master weights follows the float run", "[tra
 TEST_CASE("half training skips an overflowing step and halves the loss scale", "[train][mixed]") {
   const testing::Fixture ref("train/llama_adamw/reference.safetensors");
   const auto ids = ref.get<int64_t>("input_ids"), labels = ref.get<int64_t>("labels");
-  auto f16 = llm::Decoder<half>::from_pretrained(testing::fixture_path(kBase));
+  auto f16 = llm::Decoder<half>::from_pretrained(testing::fixture_path(kMixedBase));
   train::MasterWeights<half> master(f16.parameters().all());
   const Tensor<float> before = master.params().front().value().clone();
   // GradScaler's defaults: the initial 2^16 does not fit in half (max 65504), so the seeded
@@ -96,6 +67,26 @@ TEST_CASE("half training skips an overflowing step and halves the loss scale", "
   CHECK(scaler.scale() == 32768.0);
   CHECK(scaler.good_steps() == 3);
   CHECK(losses.back() < losses.front());
+}
+
+TEST_CASE("convert_ scales, rounds once and reports non-finite results", "[train][mixed]") {
+  const auto src = Tensor<float>::from({1.0f, -3.0f, 0.1f, 1e4f, 2.5f, 7.0f}, {2, 3});
+  auto halves = Tensor<half>::zeros({3, 2});
+  auto floats = Tensor<float>::zeros({2, 3});
+  // A transposed (strided) source; × 8 in double, then rounded to half once: 1e4 · 8 overflows.
+  CHECK_FALSE(ops::convert_(std::vector{halves}, std::vector{src.transpose(0, 1)}, 8.0));
+  CHECK(halves.at(2, 0) == half(0.8f));
+  CHECK(halves.at(1, 1) == half(20.0f));
+  CHECK(std::isinf(float(halves.at(0, 1))));
+  CHECK(ops::convert_(std::vector{halves}, std::vector{src.transpose(0, 1)}));  // unscaled: all finite
+  CHECK(halves.at(0, 1) == half(1e4f));
+  // Back to float from half, unscaled by 1/8: the half rounding stays.
+  CHECK(ops::convert_(std::vector{floats}, std::vector{Tensor<half>::from({half(8.0f)}, {1}).expand({2, 3})}, 0.125));
+  CHECK(floats.to_vector() == std::vector<float>(6, 1.0f));
+  CHECK_THROWS_AS(ops::convert_(std::vector{floats}, std::vector{src.transpose(0, 1)}), Error);  // shapes differ
+  CHECK_THROWS_AS(ops::convert_(std::vector{floats.transpose(0, 1)}, std::vector{src.transpose(0, 1)}), Error);
+  CHECK_THROWS_AS(ops::convert_(std::vector{floats}, std::vector<Tensor<float>>{Tensor<float>()}), Error);
+  CHECK_THROWS_AS(ops::convert_(std::vector{floats, floats}, std::vector{src}), Error);
 }
 
 TEST_CASE("the loss scaler follows GradScaler's rule", "[train][mixed]") {

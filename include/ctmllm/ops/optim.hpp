@@ -1,7 +1,8 @@
 #pragma once
 // The elementwise work of the optimizers, per device: the AdamW update of one parameter in place
-// (float moments), Σ x² over a list of gradients (the global norm, in double), and an in-place
-// scale (clipping). train/adamw.hpp and train/clip.hpp are written over these.
+// (float moments), Σ x² over a list of gradients (the global norm, in double), an in-place scale
+// (clipping), and scaled conversions between element types (mixed precision's float master weights
+// and gradients). train/adamw.hpp, train/clip.hpp and train/mixed_precision.hpp are written over these.
 #include <vector>
 
 #include "ctmllm/ops/backend.hpp"
@@ -43,6 +44,28 @@ void scale_(const Tensor<T, D>& t, double factor) {
   CTMLLM_REQUIRE_KERNELS(D, "scale_");
   CTMLLM_CHECK(t.is_contiguous(), "scale_: ", t.describe(), " is scaled in place and must be contiguous");
   if (t.numel() > 0) impl::scale_(t, factor);
+}
+
+// dst[i] ← src[i] · factor converted to To, for every pair (computed in double from the value as a
+// float, then rounded once); each dst contiguous and of its src's shape (any strides); an undefined
+// src is an Error. Returns whether every value written is finite: on the GPU one flag is read back
+// for the whole list, so the call waits for the stream once.
+template <class To, class From, class D>
+bool convert_(const std::vector<Tensor<To, D>>& dst, const std::vector<Tensor<From, D>>& src, double factor = 1.0) {
+  CTMLLM_REQUIRE_KERNELS(D, "convert_");
+  CTMLLM_CHECK(dst.size() == src.size(), "convert_: ", dst.size(), " destinations for ", src.size(), " sources");
+  std::vector<Tensor<To, D>> outs;
+  std::vector<Tensor<From, D>> ins;
+  for (size_t i = 0; i < dst.size(); ++i) {
+    check_defined(src[i], "convert_", "a source");
+    check_defined(dst[i], "convert_", "a destination");
+    check_shape(dst[i], src[i].shape(), "convert_", "a destination");
+    CTMLLM_CHECK(dst[i].is_contiguous(), "convert_: the destination ", dst[i].describe(), " must be contiguous");
+    if (dst[i].numel() == 0) continue;
+    outs.push_back(dst[i]);
+    ins.push_back(src[i].contiguous());
+  }
+  return outs.empty() || impl::convert_(outs, ins, factor);
 }
 
 }  // namespace ctmllm::ops

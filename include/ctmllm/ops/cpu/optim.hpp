@@ -1,8 +1,10 @@
 #pragma once
-// CPU kernels of the optimizer steps (train/adamw.hpp, train/clip.hpp): the AdamW update of one
-// parameter, Σ x² of a gradient, and scaling a gradient in place. Per element in double.
+// CPU kernels of the optimizer steps (train/adamw.hpp, train/clip.hpp, train/mixed_precision.hpp):
+// the AdamW update of one parameter, Σ x² of a gradient, scaling a gradient in place, and scaled
+// conversions between element types. Per element in double.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "ctmllm/core/parallel.hpp"
@@ -76,6 +78,27 @@ void scale_(const Tensor<T, Cpu>& t, double factor) {
   parallel_for(0, t.numel(), 1 << 14, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) p[i] = cast<T>(double(p[i]) * factor);
   });
+}
+
+// dst[i] ← cast<To>(double(float(src[i])) · factor), all contiguous; whether every result is finite.
+template <class To, class From>
+bool convert_(const std::vector<Tensor<To, Cpu>>& dst, const std::vector<Tensor<From, Cpu>>& src, double factor) {
+  bool finite = true;
+  for (size_t t = 0; t < dst.size(); ++t) {
+    To* po = dst[t].data();
+    const From* pi = src[t].data();
+    const int64_t n = dst[t].numel(), chunks = (n + (1 << 14) - 1) >> 14;
+    std::vector<uint8_t> chunk_finite(size_t(chunks), 1);  // one writer per chunk: no shared flag
+    parallel_for(0, chunks, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t c = lo; c < hi; ++c)
+        for (int64_t i = c << 14, e = std::min(n, (c + 1) << 14); i < e; ++i) {
+          po[i] = cast<To>(double(float(pi[i])) * factor);
+          if (!std::isfinite(double(po[i]))) chunk_finite[size_t(c)] = 0;
+        }
+    });
+    finite = finite && std::all_of(chunk_finite.begin(), chunk_finite.end(), [](uint8_t f) { return f != 0; });
+  }
+  return finite;
 }
 
 }  // namespace impl

@@ -1,7 +1,8 @@
 #pragma once
 // The optimizer kernels on the GPU (ops/optim.hpp): the AdamW update of one parameter (one launch per
 // parameter, fused: decay, both moments and the step in one pass, per element in double as on the
-// CPU), Σ x² over a list of gradients with one copy back to the host, and an in-place scale. The sum
+// CPU), Σ x² over a list of gradients with one copy back to the host, an in-place scale, and scaled
+// type conversions (one launch per tensor, one finiteness flag copied back per list). The sum
 // is deterministic: per tensor a block count fixed by its size, each block's partial in a fixed
 // tree, then one block sums all partials in order.
 #include <vector>
@@ -65,6 +66,18 @@ __global__ void sum_partials_kernel(const double* __restrict__ partial, int64_t 
   if (threadIdx.x == 0) *out = s;
 }
 
+// out[i] = To(float(in[i]) · factor, in double); *bad = 1 when a result is not finite (every writer
+// stores the same value, so the race is harmless).
+template <class To, class From>
+__global__ void convert_kernel(To* __restrict__ out, const From* __restrict__ in, int64_t n, double factor,
+                               int32_t* __restrict__ bad) {
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
+    const To y = from_float<To>(float(double(to_float(in[i])) * factor));
+    out[i] = y;
+    if (!isfinite(to_float(y))) *bad = 1;
+  }
+}
+
 template <class T>
 __global__ void scale_kernel(T* p, int64_t n, double factor) {
   for (int64_t i = global_thread(); i < n; i += grid_threads()) p[i] = from_float<T>(float(double(to_float(p[i])) * factor));
@@ -110,6 +123,21 @@ double sum_of_squares(const std::vector<Tensor<T, Cuda>>& ts) {
   double result = 0;
   Cuda::copy_to_host(&result, partial + total_blocks, sizeof(double));
   return result;
+}
+
+// dst[i] ← src[i] · factor converted to To, all contiguous and non-empty; one flag read back.
+template <class To, class From>
+bool convert_(const std::vector<Tensor<To, Cuda>>& dst, const std::vector<Tensor<From, Cuda>>& src, double factor) {
+  CTMLLM_CUDA_FLOAT_TYPES(To, "convert_");
+  CTMLLM_CUDA_FLOAT_TYPES(From, "convert_");
+  const Tensor<int32_t, Cuda> bad = Tensor<int32_t, Cuda>::zeros({1});
+  for (size_t t = 0; t < dst.size(); ++t) {
+    const int64_t n = dst[t].numel();
+    cuda_impl::convert_kernel<<<cuda_impl::grid_for(n), cuda_impl::kThreads, 0, cuda::current_stream()>>>(
+        dst[t].data(), src[t].data(), n, factor, bad.data());
+    cuda::check_launch("convert_kernel");
+  }
+  return bad.item() == 0;
 }
 
 template <class T>
