@@ -9,6 +9,13 @@
 //    plain rows replay the step from a CUDA graph (llm::StaticDecodeStep, generate's default on the
 //    GPU; counter graph = 1 when the capture held); the _direct rows launch each kernel through
 //    Decoder::forward.
+//  - the paper's training step at full size (PERF.md's anchors): ViT-B + SPP + the 8B decoder,
+//    batch 2 × 768 tokens (256 visual tokens after the first, the loss on the last 468), bf16 compute
+//    with float master weights and AdamW (lr 5e-5, no decay) over what trains: the ViT, the projector,
+//    embed_tokens and lm_head (frozen-LLM mode), plus LoRA r16 on every linear of the decoder blocks
+//    (LoRA mode). A step is forward, backward, the gradients to float, AdamW and the write-back, timed
+//    on the host after the device is done; counter peak_GiB is the allocator's peak over the steps
+//    (reset before the first, as PyTorch's max_memory_allocated after reset_peak_memory_stats).
 // Without a GPU every benchmark skips.
 #include <algorithm>
 #include <chrono>
@@ -18,6 +25,10 @@
 #include "ctmllm/bench/workloads.hpp"
 #include "ctmllm/llm/decoder.hpp"
 #include "ctmllm/llm/static_decode_step.hpp"
+#include "ctmllm/mllm/model.hpp"
+#include "ctmllm/train/adamw.hpp"
+#include "ctmllm/train/finetune.hpp"
+#include "ctmllm/train/mixed_precision.hpp"
 #include "ctmllm/vision/vit3d.hpp"
 #include "device_timing.hpp"
 
@@ -119,6 +130,53 @@ void llama8b_decode_step_bf16_B3(benchmark::State& state) { llama8b_decode_step_
 void llama8b_decode_step_bf16_B1_direct(benchmark::State& state) { llama8b_decode_step_bf16(state, 1, false); }
 void llama8b_decode_step_bf16_B3_direct(benchmark::State& state) { llama8b_decode_step_bf16(state, 3, false); }
 
+void train_step_8b(benchmark::State& state, train::FineTuneMode mode) {
+  if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+  constexpr int64_t kBatch = 2, kTokens = 768, kIgnored = 300;
+  mllm::MllmConfig config;  // ViT-B on 32×256×256, SPP to 4096: 256 visual tokens
+  config.image_token_id = 128002;
+  mllm::Model<bf16, Cuda> model(config, llama8b());  // shares the 8B weights with the decode benchmarks
+  Rng rng(4);
+  model.init(rng);
+  train::FineTuneOptions finetune;
+  finetune.mode = mode;
+  const train::FineTune<bf16, Cuda> ft = train::prepare_finetune(model.llm(), finetune);
+  std::vector<autograd::Variable<bf16, Cuda>> params = model.vision().parameters().trainable();
+  for (const auto& p : model.projector_parameters().trainable()) params.push_back(p);
+  for (const auto& p : train::trainable_parameters(model.llm(), ft)) params.push_back(p);
+  train::MasterWeights<bf16, Cuda> master(params);
+  train::AdamW<float, Cuda> opt(master.params(), {.lr = 5e-5, .weight_decay = 0.0});
+  Tensor<int64_t, Cpu> ids = bench::synthetic_ids(kBatch, kTokens, 128000);
+  for (int64_t b = 0; b < kBatch; ++b)
+    for (int64_t s = 1; s <= config.visual_tokens(); ++s) ids.at(b, s) = config.image_token_id;
+  Tensor<int64_t, Cpu> labels = ids.clone();
+  for (int64_t b = 0; b < kBatch; ++b)
+    for (int64_t s = 0; s < kIgnored; ++s) labels.at(b, s) = -100;
+  const mllm::MllmInput<bf16, Cuda> in{.input_ids = ids.to_device<Cuda>(),
+                                       .ct = device_normal<bf16>({kBatch, 1, 32, 256, 256}, 5),
+                                       .labels = labels.to_device<Cuda>()};
+  const auto step = [&] {
+    for (auto& p : params) p.zero_grad();
+    model.forward(in).loss.backward();
+    master.load_grads();
+    opt.step();
+    master.write_back();  // reads a flag back: the device is done when it returns
+  };
+  ctmllm::cuda::allocator().reset_peak();
+  for (int i = 0; i < 2; ++i) step();  // warm-up: moments, cuBLASLt heuristics, the allocator's cache
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  int64_t trainable = 0;
+  for (const auto& p : params) trainable += p.value().numel();
+  state.counters["trainable_params"] = double(trainable);
+  state.counters["peak_GiB"] = double(ctmllm::cuda::allocator().stats().peak_in_use) / double(1 << 30);
+}
+void train_frozen_llm_B2_L768_step(benchmark::State& state) { train_step_8b(state, train::FineTuneMode::frozen); }
+void train_lora_r16_B2_L768_step(benchmark::State& state) { train_step_8b(state, train::FineTuneMode::lora); }
+
 }  // namespace
 
 BENCHMARK(vit3d_b_fwd_bf16_B1)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(20);
@@ -131,5 +189,7 @@ BENCHMARK(llama8b_decode_step_bf16_B1)->UseManualTime()->Unit(benchmark::kMillis
 BENCHMARK(llama8b_decode_step_bf16_B3)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(kDecodeSteps);
 BENCHMARK(llama8b_decode_step_bf16_B1_direct)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(kDecodeSteps);
 BENCHMARK(llama8b_decode_step_bf16_B3_direct)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(kDecodeSteps);
+BENCHMARK(train_frozen_llm_B2_L768_step)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
+BENCHMARK(train_lora_r16_B2_L768_step)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
 
 BENCHMARK_MAIN();

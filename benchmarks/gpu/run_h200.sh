@@ -3,8 +3,10 @@
 # PyTorch; no network): configure for sm_90, build the GPU tests and the GPU benchmark only, run
 # every GPU ctest (each op against the CPU, f32/bf16/f16, poisoned outputs; the models on the reference
 # fixtures; training and decoding against the CPU), then time the GPU workloads (ops; the ViT-B forward;
-# Llama-3.1-8B-shaped prefill and decode with random bf16 weights) here and in PyTorch and print one
-# table: ours, PyTorch, ratio. About 5 to 7 minutes (limit: 8).
+# Llama-3.1-8B-shaped prefill and decode with random bf16 weights; the paper's training step at full size,
+# frozen-LLM and LoRA) here and in PyTorch and print one table: ours, PyTorch, ratio, then the training
+# steps' peak memory. About 5 to 7 minutes (limit: 8); CTMLLM_GPU_BENCH_TRAIN=0 leaves the training
+# steps out (about a minute and a half of the two runs).
 #   bash benchmarks/gpu/run_h200.sh [build dir, default build-h200]
 # With $OUT set (the device tool), logs and JSON go there too. Exits non-zero if any test fails.
 # Attention runs on cuDNN's fused SDPA only when the cudnn-frontend headers come along (the machine
@@ -47,7 +49,8 @@ echo "== benchmarks (ours, then PyTorch)"
 "$build/benchmarks/ctmllm_bench_gpu" --benchmark_format=json --benchmark_min_time=0.5 >"$out/bench_ours.json" 2>"$out/bench_ours.err" ||
   { tail -n 20 "$out/bench_ours.err"; }
 # The models run a fixed number of iterations each (the decode steps must fit the KV cache).
-"$build/benchmarks/ctmllm_bench_gpu_models" --benchmark_format=json >"$out/bench_ours_models.json" 2>"$out/bench_ours_models.err" ||
+"$build/benchmarks/ctmllm_bench_gpu_models" --benchmark_format=json \
+  "--benchmark_filter=$([[ ${CTMLLM_GPU_BENCH_TRAIN:-1} == 0 ]] && echo '^(vit|llama)' || echo '.')" >"$out/bench_ours_models.json" 2>"$out/bench_ours_models.err" ||
   { tail -n 20 "$out/bench_ours_models.err"; }
 echo "ours done at $((SECONDS - t0)) s"
 PYTHONUNBUFFERED=1 python3 "$root/benchmarks/gpu/torch_gpu_reference.py" >"$out/bench_torch.json" 2>"$out/bench_torch.err" ||
@@ -55,28 +58,42 @@ PYTHONUNBUFFERED=1 python3 "$root/benchmarks/gpu/torch_gpu_reference.py" >"$out/
 
 python3 - "$out/bench_torch.json" "$out/bench_ours.json" "$out/bench_ours_models.json" <<'PY'
 import json, sys
-ours = {}
+ours, ours_peak = {}, {}
 for path in sys.argv[2:]:
     try:
         for b in json.load(open(path))["benchmarks"]:
             if not b.get("error_occurred"):
-                ours[b["name"].split("/")[0]] = b["real_time"] / 1e3  # ms -> s
+                name = b["name"].split("/")[0]
+                ours[name] = b["real_time"] / 1e3  # ms -> s
+                if "peak_GiB" in b:
+                    ours_peak[name] = b["peak_GiB"]
     except (OSError, ValueError, KeyError) as e:
         print(f"(no benchmark output in {path}: {e})")
 try:
     torch = json.load(open(sys.argv[1]))
 except (OSError, ValueError):
     torch = {}
+torch_peak = {k[:-len("_peak_GiB")]: v for k, v in torch.items() if k.endswith("_peak_GiB")}
+torch = {k: v for k, v in torch.items() if not k.endswith("_peak_GiB")}
 # The project's targets (PERF.md): the ViT-B forward at least as fast as PyTorch's anchors (bf16
-# autocast at batch 1 and 2, pure bf16 at 8), decode at most 5 ms per step (HF generate: 25.9 / 26.7).
+# autocast at batch 1 and 2, pure bf16 at 8), decode at most 5 ms per step (HF generate: 25.9 / 26.7),
+# the training steps at most 0.8x PyTorch's anchors (165.6 / 280.1 ms) with no more memory (63.2 / 69.1 GiB).
 target = {"vit3d_b_fwd_bf16_B1": 3.03e-3, "vit3d_b_fwd_bf16_B2": 3.63e-3, "vit3d_b_fwd_bf16_B8": 10.0e-3,
-          "llama8b_decode_step_bf16_B1": 5e-3, "llama8b_decode_step_bf16_B3": 5e-3}
+          "llama8b_decode_step_bf16_B1": 5e-3, "llama8b_decode_step_bf16_B3": 5e-3,
+          "train_frozen_llm_B2_L768_step": 0.8 * 165.6e-3, "train_lora_r16_B2_L768_step": 0.8 * 280.1e-3}
+target_peak = {"train_frozen_llm_B2_L768_step": 63.2, "train_lora_r16_B2_L768_step": 69.1}
 fmt = lambda v: f"{v * 1e3:10.3f}" if v else f"{'-':>10}"
 print(f"{'workload':42} {'ours ms':>10} {'torch ms':>10} {'torch/ours':>10} {'target ms':>10}")
 for name in sorted(set(ours) | set(torch)):
     o, t = ours.get(name), torch.get(name)
     ratio = f"{t / o:10.2f}" if o and t else f"{'-':>10}"
     print(f"{name:42} {fmt(o)} {fmt(t)} {ratio} {fmt(target.get(name))}")
+print(f"\n{'peak memory':42} {'ours GiB':>10} {'torch GiB':>10} {'torch/ours':>10} {'target GiB':>10}")
+gib = lambda v: f"{v:10.1f}" if v else f"{'-':>10}"
+for name in sorted(set(ours_peak) | set(torch_peak)):
+    o, t = ours_peak.get(name), torch_peak.get(name)
+    ratio = f"{t / o:10.2f}" if o and t else f"{'-':>10}"
+    print(f"{name:42} {gib(o)} {gib(t)} {ratio} {gib(target_peak.get(name))}")
 PY
 echo "total $((SECONDS - t0)) s; tests exit status $tests_rc"
 exit "$tests_rc"

@@ -5,8 +5,12 @@ Attention is PyTorch's scaled_dot_product_attention (its flash / cuDNN kernels: 
 fallback kernels). The models: the fixtures' ViT3D (tests/tools/gen_fixtures.py) in pure bf16 with
 SDPA, and transformers' LlamaForCausalLM at the Llama-3.1-8B shape with random bf16 weights, its
 decode step timed as HF generate's (generate 64 tokens after the prefill, minus the prefill, / 64),
-the anchors of the project's PERF.md. Without transformers the Llama entries are left out."""
+and the paper's training step at full size as PERF.md's anchors run it (ViT + SPP + LlamaForCausalLM
+in float32 under bf16 autocast, fused AdamW; frozen-LLM mode and peft LoRA r16), with its peak memory
+under <name>_peak_GiB. Without transformers (or peft) those entries are left out; CTMLLM_GPU_BENCH_TRAIN=0
+skips the training steps."""
 import json
+import os
 import pathlib
 import sys
 import time
@@ -98,6 +102,9 @@ def main():
     results = {name: median_seconds(fn) for name, fn in work.items()}
     results.update(vit_forward())
     results.update(llama8b())
+    if os.environ.get("CTMLLM_GPU_BENCH_TRAIN", "1") != "0":
+        for lora in (False, True):
+            results.update(train_step(lora))
     print(json.dumps(results))
     return 0
 
@@ -120,16 +127,11 @@ def vit_forward():
 def llama8b(new_tokens=64):
     """Llama-3.1-8B shape, random bf16 weights: prefill of 512 embedded tokens, and HF generate's decode step."""
     try:
-        from transformers import LlamaConfig, LlamaForCausalLM
+        from transformers import LlamaForCausalLM
     except ImportError as e:
         print(f"llama8b: no transformers ({e})", file=sys.stderr)
         return {}
-    config = LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                         num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072,
-                         rms_norm_eps=1e-5, rope_theta=500000.0,
-                         rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                       "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
-                         tie_word_embeddings=False, bos_token_id=128000, eos_token_id=128001)
+    config = llama8b_config()
     torch.set_default_dtype(torch.bfloat16)
     with torch.device("cuda"):
         model = LlamaForCausalLM(config).eval()
@@ -155,6 +157,66 @@ def llama8b(new_tokens=64):
         out[f"llama8b_prefill512_bf16_B{batch}"] = prefill
         out[f"llama8b_decode_step_bf16_B{batch}"] = (best - prefill) / new_tokens
     del model
+    torch.cuda.empty_cache()
+    return out
+
+
+def llama8b_config():
+    from transformers import LlamaConfig
+    return LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                       num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072,
+                       rms_norm_eps=1e-5, rope_theta=500000.0,
+                       rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                     "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+                       tie_word_embeddings=False, bos_token_id=128000, eos_token_id=128001)
+
+
+def train_step(lora):
+    """One training step of ViT-B + SPP + Llama-3.1-8B shape, batch 2 x 768 tokens (256 visual tokens after
+    the first, the first 300 labels ignored): float32 weights under bf16 autocast, fused AdamW over the ViT,
+    SPP, embed_tokens, lm_head (and the LoRA r16 adapters on every decoder linear). 2 warm-up steps, median
+    of 5; the peak memory since the setup."""
+    name = "train_lora_r16_B2_L768_step" if lora else "train_frozen_llm_B2_L768_step"
+    try:
+        from transformers import LlamaForCausalLM
+        from gen_fixtures import SPP, ViT3D
+        if lora:
+            import peft
+    except ImportError as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return {}
+    with torch.device("cuda"):
+        lm = LlamaForCausalLM(llama8b_config())
+    if lora:
+        lm = peft.get_peft_model(lm, peft.LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, bias="none",
+                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                 "down_proj"]))
+    for n, p in lm.named_parameters():
+        p.requires_grad_(("embed_tokens" in n) or ("lm_head" in n) or ("lora_" in n))
+    vit = ViT3D(1, [32, 256, 256], [4, 16, 16], 768, 12, 12, 3072).cuda()
+    spp = SPP([8, 16, 16], 768, 4096).cuda()
+    params = [p for p in list(lm.parameters()) + list(vit.parameters()) + list(spp.parameters()) if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=5e-5, weight_decay=0.0, fused=True)
+    x = torch.rand(2, 1, 32, 256, 256, device="cuda")
+    ids = torch.randint(0, 128000, (2, 768), device="cuda")
+    labels = ids.clone()
+    labels[:, :300] = -100
+    embed = lm.get_input_embeddings()
+
+    def step():
+        with torch.autocast("cuda", torch.bfloat16):
+            v = spp(vit(x, sdpa=True)[:, 1:])
+            e = embed(ids)
+            e = torch.cat([e[:, :1], v.to(e.dtype), e[:, 1 + v.shape[1]:]], 1)
+            loss = lm(inputs_embeds=e, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    torch.cuda.reset_peak_memory_stats()
+    seconds = median_seconds(step, warmup=2, reps=5)
+    out = {name: seconds, name + "_peak_GiB": torch.cuda.max_memory_allocated() / 2**30}
+    del lm, vit, spp, opt, params
     torch.cuda.empty_cache()
     return out
 
