@@ -14,6 +14,9 @@
 # (bash scripts/setup.sh does it, as does: python3 -m pip download --no-deps nvidia-cudnn-frontend -d /tmp/cfe
 # && unzip -o -q /tmp/cfe/nvidia_cudnn_frontend-*.whl 'include/*' -d third_party/cudnn_frontend), and
 # carry third_party/cudnn_frontend with the working tree. Without it attention runs the own kernels.
+# CTMLLM_GPU_PREBUILT=build-gpu/prebuilt (a folder under the repository, carried along) takes the
+# binaries benchmarks/gpu/prebuild.sh built elsewhere instead of configuring and building here, and
+# runs the test binary directly (Catch2, one process) instead of through ctest.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -28,17 +31,32 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,n
 nvcc_bin=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 "$nvcc_bin" --version | grep -m1 release || true
 
-echo "== configure + build (ctmllm_test_cuda, ctmllm_bench_gpu, ctmllm_bench_gpu_models)"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DCTMLLM_BUILD_TESTS=ON -DCTMLLM_BUILD_BENCHMARKS=ON -DCTMLLM_BUILD_EXAMPLES=OFF -DCTMLLM_BUILD_TOOLS=OFF \
-  >"$out/configure.log" 2>&1 || { tail -n 40 "$out/configure.log"; exit 1; }
-grep -E "ctmllm: CUDA|ctmllm::cuda|cudnn-frontend" "$out/configure.log" || true
-cmake --build "$build" -j"$jobs" --target ctmllm_test_cuda ctmllm_bench_gpu ctmllm_bench_gpu_models >"$out/build.log" 2>&1 ||
-  { grep -E "error|FAILED" "$out/build.log" | head -n 40; exit 1; }
-echo "built in $((SECONDS - t0)) s"
+prebuilt=${CTMLLM_GPU_PREBUILT:-}
+if [[ -n $prebuilt ]]; then
+  [[ $prebuilt == /* ]] || prebuilt=$root/$prebuilt
+  echo "== prebuilt binaries in $prebuilt (benchmarks/gpu/prebuild.sh)"
+  bench_ops=$prebuilt/ctmllm_bench_gpu
+  bench_models=$prebuilt/ctmllm_bench_gpu_models
+  export LD_LIBRARY_PATH=$prebuilt${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+else
+  echo "== configure + build (ctmllm_test_cuda, ctmllm_bench_gpu, ctmllm_bench_gpu_models)"
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DCTMLLM_BUILD_TESTS=ON -DCTMLLM_BUILD_BENCHMARKS=ON -DCTMLLM_BUILD_EXAMPLES=OFF -DCTMLLM_BUILD_TOOLS=OFF \
+    >"$out/configure.log" 2>&1 || { tail -n 40 "$out/configure.log"; exit 1; }
+  grep -E "ctmllm: CUDA|ctmllm::cuda|cudnn-frontend" "$out/configure.log" || true
+  cmake --build "$build" -j"$jobs" --target ctmllm_test_cuda ctmllm_bench_gpu ctmllm_bench_gpu_models >"$out/build.log" 2>&1 ||
+    { grep -E "error|FAILED" "$out/build.log" | head -n 40; exit 1; }
+  echo "built in $((SECONDS - t0)) s"
+  bench_ops=$build/benchmarks/ctmllm_bench_gpu
+  bench_models=$build/benchmarks/ctmllm_bench_gpu_models
+fi
 
 echo "== GPU tests"
-ctest --test-dir "$build" -R "^cuda" --output-on-failure -j4 --timeout 300 2>&1 | tee "$out/ctest.log"
+if [[ -n $prebuilt ]]; then
+  CTMLLM_TESTS_DIR=$root/tests "$prebuilt/ctmllm_test_cuda" 2>&1 | tee "$out/ctest.log"
+else
+  ctest --test-dir "$build" -R "^cuda" --output-on-failure -j4 --timeout 300 2>&1 | tee "$out/ctest.log"
+fi
 tests_rc=${PIPESTATUS[0]}
 # Catch2 v3 reports a skipped case to ctest as skipped: on a GPU machine none may be.
 if grep -qiE "skipped|no CUDA device" "$out/ctest.log"; then
@@ -46,10 +64,10 @@ if grep -qiE "skipped|no CUDA device" "$out/ctest.log"; then
 fi
 
 echo "== benchmarks (ours, then PyTorch)"
-"$build/benchmarks/ctmllm_bench_gpu" --benchmark_format=json --benchmark_min_time=0.5 >"$out/bench_ours.json" 2>"$out/bench_ours.err" ||
+"$bench_ops" --benchmark_format=json --benchmark_min_time=0.5 >"$out/bench_ours.json" 2>"$out/bench_ours.err" ||
   { tail -n 20 "$out/bench_ours.err"; }
 # The models run a fixed number of iterations each (the decode steps must fit the KV cache).
-"$build/benchmarks/ctmllm_bench_gpu_models" --benchmark_format=json \
+"$bench_models" --benchmark_format=json \
   "--benchmark_filter=$([[ ${CTMLLM_GPU_BENCH_TRAIN:-1} == 0 ]] && echo '^(vit|llama)' || echo '.')" >"$out/bench_ours_models.json" 2>"$out/bench_ours_models.err" ||
   { tail -n 20 "$out/bench_ours_models.err"; }
 echo "ours done at $((SECONDS - t0)) s"

@@ -1,5 +1,6 @@
 #pragma once
 // Access to the golden reference data copied into tests/fixtures (see tests/fixtures/README.md).
+#include <cstdlib>
 #include <string>
 
 #include "ctmllm/core/tensor.hpp"
@@ -7,8 +8,16 @@
 
 namespace ctmllm::testing {
 
-inline std::string fixture_path(const std::string& relative) { return std::string(CTMLLM_TEST_FIXTURES) + "/" + relative; }
-inline std::string data_path(const std::string& relative) { return std::string(CTMLLM_TEST_DATA) + "/" + relative; }
+// The tests/ folder's fixtures and data as the build saw them, or under $CTMLLM_TESTS_DIR when set (a
+// test binary run from another checkout: benchmarks/gpu/prebuild.sh's binaries on the GPU machine).
+inline std::string tests_subdir(const char* built_in, const char* name) {
+  const char* dir = std::getenv("CTMLLM_TESTS_DIR");
+  return dir && *dir ? std::string(dir) + "/" + name : std::string(built_in);
+}
+inline std::string fixture_path(const std::string& relative) {
+  return tests_subdir(CTMLLM_TEST_FIXTURES, "fixtures") + "/" + relative;
+}
+inline std::string data_path(const std::string& relative) { return tests_subdir(CTMLLM_TEST_DATA, "data") + "/" + relative; }
 
 // One reference file, e.g. Fixture f("ops/layer_norm.safetensors"); f.get<float>("x").
 class Fixture {
