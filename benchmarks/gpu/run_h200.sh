@@ -16,7 +16,7 @@
 # carry third_party/cudnn_frontend with the working tree. Without it attention runs the own kernels.
 # CTMLLM_GPU_PREBUILT=build-gpu/prebuilt (a folder under the repository, carried along) takes the
 # binaries benchmarks/gpu/prebuild.sh built elsewhere instead of configuring and building here, and
-# runs the test binary directly (Catch2, one process) instead of through ctest.
+# runs the test binary's cases itself (one process per case, four at a time, as ctest would).
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -53,11 +53,26 @@ fi
 
 echo "== GPU tests"
 if [[ -n $prebuilt ]]; then
-  CTMLLM_TESTS_DIR=$root/tests "$prebuilt/ctmllm_test_cuda" 2>&1 | tee "$out/ctest.log"
+  # A crash or a sticky CUDA error stays in its own case. Prints each case's result, and the output
+  # of those that fail.
+  run_case() {
+    local log rc
+    log=$(CTMLLM_TESTS_DIR=$root/tests "$prebuilt/ctmllm_test_cuda" "$1" 2>&1)
+    rc=$?
+    if [[ $rc == 0 ]]; then echo "ok    $1"; else printf 'FAIL  %s\n%s\n' "$1" "$log"; fi
+    if grep -q "no CUDA device" <<<"$log"; then echo "      (skipped: no CUDA device)"; fi
+    return $rc
+  }
+  export -f run_case
+  export root prebuilt
+  "$prebuilt/ctmllm_test_cuda" --list-test-names-only | sed '/^$/d' | tr '\n' '\0' |
+    xargs -0 -P4 -n1 bash -c 'run_case "$1"' _ | tee "$out/ctest.log"
+  tests_rc=${PIPESTATUS[3]}
+  echo "$(grep -c '^ok' "$out/ctest.log") cases passed, $(grep -c '^FAIL' "$out/ctest.log") failed"
 else
   ctest --test-dir "$build" -R "^cuda" --output-on-failure -j4 --timeout 300 2>&1 | tee "$out/ctest.log"
+  tests_rc=${PIPESTATUS[0]}
 fi
-tests_rc=${PIPESTATUS[0]}
 # Catch2 v3 reports a skipped case to ctest as skipped: on a GPU machine none may be.
 if grep -qiE "skipped|no CUDA device" "$out/ctest.log"; then
   echo "WARNING: some GPU tests skipped (no device seen?)"
