@@ -14,12 +14,16 @@ prebuilt=$build/prebuilt
 
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DCTMLLM_BUILD_TESTS=ON -DCTMLLM_BUILD_BENCHMARKS=ON -DCTMLLM_BUILD_EXAMPLES=OFF -DCTMLLM_BUILD_TOOLS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target ctmllm_test_cuda ctmllm_bench_gpu ctmllm_bench_gpu_models
+targets=(ctmllm_test_cuda ctmllm_bench_gpu ctmllm_bench_gpu_models)
+# The NCCL test when NCCL was found (run_h200.sh finds the GPU machine's libnccl in PyTorch's wheels).
+ninja -C "$build" -t targets all | grep -q '^ctmllm_test_nccl:' && targets+=(ctmllm_test_nccl)
+cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 
 rm -rf "$prebuilt"
 mkdir -p "$prebuilt"
 cp "$build/tests/ctmllm_test_cuda" "$build/benchmarks/ctmllm_bench_gpu" "$build/benchmarks/ctmllm_bench_gpu_models" \
   "$prebuilt/"
+if [[ -x $build/tests/ctmllm_test_nccl ]]; then cp "$build/tests/ctmllm_test_nccl" "$prebuilt/"; fi
 # Google Benchmark's shared library goes along: the GPU machine's distribution names it differently.
 ldd "$build/benchmarks/ctmllm_bench_gpu_models" | awk '/libbenchmark/ {print $3}' | while read -r lib; do
   cp -L "$lib" "$prebuilt/"

@@ -38,13 +38,18 @@ if [[ -n $prebuilt ]]; then
   bench_ops=$prebuilt/ctmllm_bench_gpu
   bench_models=$prebuilt/ctmllm_bench_gpu_models
   export LD_LIBRARY_PATH=$prebuilt${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  # NCCL comes with PyTorch's wheels there, outside the loader's paths.
+  nccl_lib=$(python3 -c 'import nvidia.nccl as n; print(list(n.__path__)[0] + "/lib")' 2>/dev/null || true)
+  [[ -n $nccl_lib ]] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$nccl_lib
 else
-  echo "== configure + build (ctmllm_test_cuda, ctmllm_bench_gpu, ctmllm_bench_gpu_models)"
+  echo "== configure + build (ctmllm_test_cuda, ctmllm_test_nccl when NCCL is found, ctmllm_bench_gpu, ctmllm_bench_gpu_models)"
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DCTMLLM_BUILD_TESTS=ON -DCTMLLM_BUILD_BENCHMARKS=ON -DCTMLLM_BUILD_EXAMPLES=OFF -DCTMLLM_BUILD_TOOLS=OFF \
     >"$out/configure.log" 2>&1 || { tail -n 40 "$out/configure.log"; exit 1; }
-  grep -E "ctmllm: CUDA|ctmllm::cuda|cudnn-frontend" "$out/configure.log" || true
-  cmake --build "$build" -j"$jobs" --target ctmllm_test_cuda ctmllm_bench_gpu ctmllm_bench_gpu_models >"$out/build.log" 2>&1 ||
+  grep -E "ctmllm: CUDA|ctmllm::cuda|cudnn-frontend|NCCL" "$out/configure.log" || true
+  targets=(ctmllm_test_cuda ctmllm_bench_gpu ctmllm_bench_gpu_models)
+  grep -q "ctmllm::nccl available" "$out/configure.log" && targets+=(ctmllm_test_nccl)
+  cmake --build "$build" -j"$jobs" --target "${targets[@]}" >"$out/build.log" 2>&1 ||
     { grep -E "error|FAILED" "$out/build.log" | head -n 40; exit 1; }
   echo "built in $((SECONDS - t0)) s"
   bench_ops=$build/benchmarks/ctmllm_bench_gpu
@@ -55,22 +60,24 @@ echo "== GPU tests"
 if [[ -n $prebuilt ]]; then
   # A crash or a sticky CUDA error stays in its own case. Prints each case's result, and the output
   # of those that fail.
-  run_case() {
+  run_case() {  # binary, case name
     local log rc
-    log=$(CTMLLM_TESTS_DIR=$root/tests "$prebuilt/ctmllm_test_cuda" "$1" 2>&1)
+    log=$(CTMLLM_TESTS_DIR=$root/tests "$prebuilt/$1" "$2" 2>&1)
     rc=$?
-    if [[ $rc == 0 ]]; then echo "ok    $1"; else printf 'FAIL  %s\n%s\n' "$1" "$log"; fi
+    if [[ $rc == 0 ]]; then echo "ok    $2"; else printf 'FAIL  %s\n%s\n' "$2" "$log"; fi
     if grep -q "no CUDA device" <<<"$log"; then echo "      (skipped: no CUDA device)"; fi
     return $rc
   }
   export -f run_case
   export root prebuilt
-  "$prebuilt/ctmllm_test_cuda" --list-test-names-only | sed '/^$/d' | tr '\n' '\0' |
-    xargs -0 -P4 -n1 bash -c 'run_case "$1"' _ | tee "$out/ctest.log"
-  tests_rc=${PIPESTATUS[3]}
+  for bin in ctmllm_test_cuda ctmllm_test_nccl; do
+    [[ -x $prebuilt/$bin ]] || continue
+    "$prebuilt/$bin" --list-test-names-only | sed '/^$/d' | sed "s|^|$bin\t|"
+  done | tr '\n\t' '\0\0' | xargs -0 -P4 -n2 bash -c 'run_case "$1" "$2"' _ | tee "$out/ctest.log"
+  tests_rc=${PIPESTATUS[2]}
   echo "$(grep -c '^ok' "$out/ctest.log") cases passed, $(grep -c '^FAIL' "$out/ctest.log") failed"
 else
-  ctest --test-dir "$build" -R "^cuda" --output-on-failure -j4 --timeout 300 2>&1 | tee "$out/ctest.log"
+  ctest --test-dir "$build" -R "^(cuda|nccl)" --output-on-failure -j4 --timeout 300 2>&1 | tee "$out/ctest.log"
   tests_rc=${PIPESTATUS[0]}
 fi
 # Catch2 v3 reports a skipped case to ctest as skipped: on a GPU machine none may be.
