@@ -17,7 +17,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 bash scripts/setup.sh
 echo "demo: configure + build the ctmllm program (Release) in $build_dir"
 if ! log=$(cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCTMLLM_BUILD_TESTS=OFF \
-      -DCTMLLM_BUILD_BENCHMARKS=OFF -DCTMLLM_BUILD_EXAMPLES=OFF -DCTMLLM_BUILD_TOOLS=ON 2>&1); then
+      -DCTMLLM_BUILD_BENCHMARKS=OFF -DCTMLLM_BUILD_EXAMPLES=OFF -DCTMLLM_BUILD_TOOLS=ON -DCTMLLM_CLI_CUDA=OFF 2>&1); then
   echo "$log"
   exit 1
 fi

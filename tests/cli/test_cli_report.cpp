@@ -1,5 +1,6 @@
 // `ctmllm report` run as a user would: a saved model folder, the real head CT and its bone mask;
-// streamed text, JSON output, augmenters, and one-line errors with a non-zero exit status.
+// streamed text, JSON output, augmenters, one-line errors with a non-zero exit status, and
+// --device cuda (the CPU's findings where a GPU runs them, one error line elsewhere).
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -75,4 +76,22 @@ TEST_CASE("ctmllm report: bad input is one error line and status 1", "[cli][repo
   }
   CHECK(run_cli("report --help").status == 0);
   CHECK(run_cli("report --ct " + kCt).status != 0);  // --model is required
+}
+
+TEST_CASE("ctmllm report --device cuda: the CPU's findings on a GPU, one error line without one", "[cli][report]") {
+  const std::string args =
+      "report --model " + model_dir() + " --ct " + kCt + " --mask " + kMask + " --max-new-tokens 8 --json";
+  const Run cpu = run_cli(args);
+  REQUIRE(cpu.status == 0);
+  const Run gpu = run_cli(args + " --device cuda");
+  INFO(gpu.err);
+  if (gpu.status == 0) {  // a CUDA build on a machine with a GPU
+    const auto c = nlohmann::json::parse(cpu.out), g = nlohmann::json::parse(gpu.out);
+    for (const char* r : {"chest", "abdomen", "pelvis"}) CHECK(g["regions"][r]["generated"] == c["regions"][r]["generated"]);
+  } else {  // built without CUDA, or no GPU here
+    CHECK(gpu.status == 1);
+    CHECK(gpu.err.starts_with("ctmllm: error: --device cuda: "));
+    CHECK(std::count(gpu.err.begin(), gpu.err.end(), '\n') == 1);
+  }
+  CHECK(run_cli(args + " --device tpu").status != 0);
 }
