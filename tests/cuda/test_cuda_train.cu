@@ -31,7 +31,10 @@ void set_grad(const autograd::Variable<T, D>& p, const Tensor<T, Cpu>& g) {
 template <class T>
 void check_adamw(uint64_t seed) {
   Rng rng(seed);
-  const std::vector<Shape> shapes = {{7, 5}, {33}, {4, 3, 9}};
+  // Three groups; 70 parameters, so that one step takes three launches of at most 32, and one of
+  // 5000 elements spread over three blocks.
+  std::vector<Shape> shapes = {{7, 5}, {33}, {4, 3, 9}, {5000}};
+  for (int64_t i = 0; i < 66; ++i) shapes.push_back({1 + (97 * i) % 700});
   std::vector<autograd::Variable<T, Cpu>> cpu;
   std::vector<autograd::Variable<T, Cuda>> gpu;
   for (size_t i = 0; i < shapes.size(); ++i) {
@@ -46,6 +49,8 @@ void check_adamw(uint64_t seed) {
   gpu_opt.add_group({gpu[0], gpu[1]});
   cpu_opt.add_group({cpu[2]}, 3e-2, 0.0);
   gpu_opt.add_group({gpu[2]}, 3e-2, 0.0);
+  cpu_opt.add_group(std::vector<autograd::Variable<T, Cpu>>(cpu.begin() + 3, cpu.end()), 5e-3, 0.2);
+  gpu_opt.add_group(std::vector<autograd::Variable<T, Cuda>>(gpu.begin() + 3, gpu.end()), 5e-3, 0.2);
   for (int step = 0; step < 5; ++step) {
     cpu_opt.zero_grad();
     gpu_opt.zero_grad();
@@ -101,22 +106,12 @@ void check_clip(uint64_t seed) {
 
 TEST_CASE("cuda AdamW steps match the CPU AdamW", "[cuda][train]") {
   if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
-  const uint64_t seed = fresh_seed();
-  INFO("seed " << seed);
-  PoisonDeviceMemory poison;
-  check_adamw<float>(seed);
-  check_adamw<bf16>(seed);
-  check_adamw<ctmllm::half>(seed);
+  for_each_dtype([](auto t, uint64_t seed) { check_adamw<decltype(t)>(seed); });
 }
 
 TEST_CASE("cuda gradient norm and clipping match the CPU", "[cuda][train]") {
   if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
-  const uint64_t seed = fresh_seed();
-  INFO("seed " << seed);
-  PoisonDeviceMemory poison;
-  check_clip<float>(seed);
-  check_clip<bf16>(seed);
-  check_clip<ctmllm::half>(seed);
+  for_each_dtype([](auto t, uint64_t seed) { check_clip<decltype(t)>(seed); });
 }
 
 TEST_CASE("cuda training steps of the tiny Llama match the CPU", "[cuda][train]") {

@@ -163,3 +163,41 @@ TEST_CASE("AdamW refuses bad parameters and options", "[train][adamw]") {
   CHECK_THROWS_AS(train::AdamW<float>({w}, {.beta1 = 1.0}), Error);
   CHECK_THROWS_AS(train::AdamW<float>({w}, {.lr = -1}), Error);
 }
+
+TEST_CASE("adamw_update over a list equals each parameter's update alone and checks the list", "[train][adamw]") {
+  Rng rng(17);
+  const std::vector<Shape> shapes = {{3, 4}, {0}, {5}};
+  std::vector<Tensor<float>> w, g, m, v;
+  for (const Shape& s : shapes) {
+    w.push_back(rng.normal<float>(s));
+    g.push_back(rng.normal<float>(s));
+    m.push_back(rng.normal<float>(s, 0.0, 0.1));
+    v.push_back(rng.uniform<float>(s, 0.0, 0.1));
+  }
+  g[2] = rng.normal<float>({5, 2}).slice(1, 1, 2).squeeze(1);  // a strided gradient
+  const std::vector<ops::AdamWCoefficients> c = {{1e-2, 0.1, 0.9, 0.99, 1e-8, 0.1, 0.1},
+                                                 {1e-2, 0.1, 0.9, 0.99, 1e-8, 0.1, 0.1},
+                                                 {3e-2, 0.0, 0.8, 0.95, 1e-6, 0.2, 0.3}};
+  std::vector<Tensor<float>> w1, m1, v1;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    w1.push_back(w[i].clone());
+    m1.push_back(m[i].clone());
+    v1.push_back(v[i].clone());
+    ops::adamw_update<float, Cpu>({w1[i]}, {g[i]}, {m1[i]}, {v1[i]}, {c[i]});
+  }
+  ops::adamw_update(w, g, m, v, c);
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    INFO("parameter " << i);
+    CHECK(rel_error(w[i], w1[i]) == 0);
+    CHECK(rel_error(m[i], m1[i]) == 0);
+    CHECK(rel_error(v[i], v1[i]) == 0);
+  }
+  CHECK_THROWS_WITH(ops::adamw_update(w, g, m, v, std::vector<ops::AdamWCoefficients>(2, c[0])),
+                    Catch::Contains("3 parameters"));
+  std::vector<Tensor<float>> strided_m = m;
+  strided_m[0] = rng.normal<float>({4, 3}).transpose(0, 1);
+  CHECK_THROWS_WITH(ops::adamw_update(w, g, strided_m, v, c), Catch::Contains("contiguous"));
+  std::vector<Tensor<float>> wrong_g = g;
+  wrong_g[2] = Tensor<float>::zeros({6});
+  CHECK_THROWS_AS(ops::adamw_update(w, wrong_g, m, v, c), Error);
+}

@@ -1,6 +1,6 @@
 #pragma once
-// The elementwise work of the optimizers, per device: the AdamW update of one parameter in place
-// (float moments), Σ x² over a list of gradients (the global norm, in double), an in-place scale
+// The elementwise work of the optimizers, per device: the AdamW update of a list of parameters in
+// place (float moments), Σ x² over a list of gradients (the global norm, in double), an in-place scale
 // (clipping), and scaled conversions between element types (mixed precision's float master weights
 // and gradients). train/adamw.hpp, train/clip.hpp and train/mixed_precision.hpp are written over these.
 #include <vector>
@@ -13,19 +13,37 @@
 
 namespace ctmllm::ops {
 
-// w (the parameter, updated in place), m and v (its moments, updated in place) contiguous; g of w's
-// shape, any strides.
+// The AdamW update of every parameter of a list: w[i] (the parameter), m[i] and v[i] (its float
+// moments) updated in place and contiguous, g[i] of w[i]'s shape (any strides), c[i] the scalars of
+// its step. On the GPU a few launches update the whole list (a model's parameters are hundreds of
+// tensors, many of them small: one launch each cost more than their update).
 template <class T, class D>
-void adamw_update(const Tensor<T, D>& w, const Tensor<T, D>& g, const Tensor<float, D>& m, const Tensor<float, D>& v,
-                  const AdamWCoefficients& c) {
+void adamw_update(const std::vector<Tensor<T, D>>& w, const std::vector<Tensor<T, D>>& g,
+                  const std::vector<Tensor<float, D>>& m, const std::vector<Tensor<float, D>>& v,
+                  const std::vector<AdamWCoefficients>& c) {
   CTMLLM_REQUIRE_KERNELS(D, "adamw_update");
-  check_shape(g, w.shape(), "adamw_update", "grad");
-  check_shape(m, w.shape(), "adamw_update", "exp_avg");
-  check_shape(v, w.shape(), "adamw_update", "exp_avg_sq");
-  CTMLLM_CHECK(w.is_contiguous() && m.is_contiguous() && v.is_contiguous(), "adamw_update: the parameter ", w.describe(),
-               " and its moments are updated in place and must be contiguous");
-  if (w.numel() == 0) return;
-  impl::adamw_update(w, g.contiguous(), m, v, c);
+  CTMLLM_CHECK(g.size() == w.size() && m.size() == w.size() && v.size() == w.size() && c.size() == w.size(),
+               "adamw_update: ", w.size(), " parameters with ", g.size(), " gradients, ", m.size(), " and ", v.size(),
+               " moments and ", c.size(), " coefficient sets");
+  std::vector<Tensor<T, D>> ws, gs;
+  std::vector<Tensor<float, D>> ms, vs;
+  std::vector<AdamWCoefficients> cs;
+  for (size_t i = 0; i < w.size(); ++i) {
+    check_defined(w[i], "adamw_update", "a parameter");
+    check_defined(g[i], "adamw_update", "a gradient");
+    check_shape(g[i], w[i].shape(), "adamw_update", "grad");
+    check_shape(m[i], w[i].shape(), "adamw_update", "exp_avg");
+    check_shape(v[i], w[i].shape(), "adamw_update", "exp_avg_sq");
+    CTMLLM_CHECK(w[i].is_contiguous() && m[i].is_contiguous() && v[i].is_contiguous(), "adamw_update: the parameter ",
+                 w[i].describe(), " and its moments are updated in place and must be contiguous");
+    if (w[i].numel() == 0) continue;
+    ws.push_back(w[i]);
+    gs.push_back(g[i].contiguous());
+    ms.push_back(m[i]);
+    vs.push_back(v[i]);
+    cs.push_back(c[i]);
+  }
+  if (!ws.empty()) impl::adamw_update(ws, gs, ms, vs, cs);
 }
 
 // Σ x² over every element of every defined tensor, in double (the square of the global norm).

@@ -10,7 +10,8 @@
 // step are skipped (their moments and step count stay), as torch does. The moments are kept in
 // float whatever T is (the master precision of mixed-precision training), on the parameters' device;
 // the update of each element is computed in double, so a float model follows a float64 reference to
-// ~1e-7. The update is ops::adamw_update: on the GPU one fused kernel per parameter (from .cu files).
+// ~1e-7. The update is ops::adamw_update over every parameter with a gradient: on the GPU one fused
+// kernel per 32 parameters (from .cu files).
 #include <cmath>
 #include <optional>
 #include <string>
@@ -76,15 +77,30 @@ class AdamW {
     return groups_[group].lr * lr_factor_;
   }
 
-  // One update of every parameter that has a gradient.
+  // One update of every parameter that has a gradient. In place: views of a parameter elsewhere
+  // see the new value (a strided value is updated as a contiguous copy and written back).
   void step() {
+    std::vector<Tensor<T, D>> values, grads;
+    std::vector<Tensor<float, D>> exp_avg, exp_avg_sq;
+    std::vector<ops::AdamWCoefficients> coefficients;
+    std::vector<const Var*> params;
+    const double b1 = options_.beta1, b2 = options_.beta2;
     for (State& s : state_) {
       const Tensor<T, D>& grad = s.param.grad();
       if (!grad.defined()) continue;
       const Group& g = groups_[s.group];
       ++s.step;
-      update(s, grad, g.lr * lr_factor_, g.weight_decay);
+      params.push_back(&s.param);
+      values.push_back(s.param.value().contiguous());
+      grads.push_back(grad);
+      exp_avg.push_back(s.exp_avg);
+      exp_avg_sq.push_back(s.exp_avg_sq);
+      coefficients.push_back({g.lr * lr_factor_, g.weight_decay, b1, b2, options_.eps, 1 - std::pow(b1, double(s.step)),
+                              std::sqrt(1 - std::pow(b2, double(s.step)))});
     }
+    ops::adamw_update(values, grads, exp_avg, exp_avg_sq, coefficients);
+    for (size_t i = 0; i < params.size(); ++i)
+      if (values[i].data() != params[i]->value().data()) params[i]->value().copy_from(values[i]);
   }
 
   void zero_grad() {
@@ -130,18 +146,6 @@ class AdamW {
   static void check_options(const AdamWOptions& o, const char* who) {
     CTMLLM_CHECK(o.lr >= 0 && o.eps > 0 && o.weight_decay >= 0, who, ": lr and weight_decay must be >= 0, eps > 0");
     CTMLLM_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, who, ": betas must be in [0, 1)");
-  }
-
-  void update(State& s, const Tensor<T, D>& grad, double lr, double wd) const {
-    const double b1 = options_.beta1, b2 = options_.beta2;
-    const ops::AdamWCoefficients c{lr, wd, b1, b2, options_.eps, 1 - std::pow(b1, double(s.step)),
-                                   std::sqrt(1 - std::pow(b2, double(s.step)))};
-    // In place: views of the parameter elsewhere see the new value. A strided value is updated as a
-    // contiguous copy and written back.
-    const Tensor<T, D>& value = s.param.value();
-    const Tensor<T, D> w = value.contiguous();
-    ops::adamw_update(w, grad, s.exp_avg, s.exp_avg_sq, c);
-    if (w.data() != value.data()) value.copy_from(w);
   }
 
   AdamWOptions options_;

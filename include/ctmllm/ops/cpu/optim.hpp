@@ -1,6 +1,6 @@
 #pragma once
 // CPU kernels of the optimizer steps (train/adamw.hpp, train/clip.hpp, train/mixed_precision.hpp):
-// the AdamW update of one parameter, Σ x² of a gradient, scaling a gradient in place, and scaled
+// the AdamW update of a parameter (or a list of them), Σ x² of a gradient, scaling a gradient in place, and scaled
 // conversions between element types. Per element in double.
 #include <algorithm>
 #include <cmath>
@@ -41,6 +41,14 @@ void adamw_update(const Tensor<T, Cpu>& w, const Tensor<T, Cpu>& g, const Tensor
       pw[i] = cast<T>(x);
     }
   });
+}
+
+// The update of each parameter of a list (ops/optim.hpp's list form), in order.
+template <class T>
+void adamw_update(const std::vector<Tensor<T, Cpu>>& w, const std::vector<Tensor<T, Cpu>>& g,
+                  const std::vector<Tensor<float, Cpu>>& m, const std::vector<Tensor<float, Cpu>>& v,
+                  const std::vector<AdamWCoefficients>& c) {
+  for (size_t i = 0; i < w.size(); ++i) adamw_update(w[i], g[i], m[i], v[i], c[i]);
 }
 
 // Σ x² of a contiguous tensor in double, over fixed 64K-element blocks summed in order, so the

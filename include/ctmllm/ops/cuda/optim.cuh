@@ -1,7 +1,8 @@
 #pragma once
-// The optimizer kernels on the GPU (ops/optim.hpp): the AdamW update of one parameter (one launch per
-// parameter, fused: decay, both moments and the step in one pass, per element in double as on the
-// CPU), Σ x² over a list of gradients with one copy back to the host, an in-place scale, and scaled
+// The optimizer kernels on the GPU (ops/optim.hpp): the AdamW update of a list of parameters (fused:
+// decay, both moments and the step in one pass, per element in double as on the CPU; up to 32
+// parameters per launch, their pointers and scalars passed in the kernel's arguments as apex's
+// multi-tensor apply does, so the update queues no copy and never waits), Σ x² over a list of gradients with one copy back to the host, an in-place scale, and scaled
 // type conversions (one launch per tensor, one finiteness flag copied back per list). The sum
 // is deterministic: per tensor a block count fixed by its size, each block's partial in a fixed
 // tree, then one block sums all partials in order.
@@ -17,10 +18,36 @@ namespace cuda_impl {
 
 inline constexpr int kSumBlocksMax = 1024;  // partial sums per tensor at most
 
+// The parameters of one AdamW launch, passed by value: 32 of them take 3.2 KB of the 4 KB a kernel's
+// arguments may hold. Each is cut into chunks of kAdamWChunk elements, one block per chunk.
+inline constexpr int kAdamWBatch = 32;
+inline constexpr int64_t kAdamWChunk = int64_t(kThreads) * 8;
+
 template <class T>
-__global__ void adamw_kernel(T* __restrict__ w, const T* __restrict__ g, float* __restrict__ m, float* __restrict__ v,
-                             int64_t n, AdamWCoefficients c) {
-  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
+struct AdamWBatch {
+  T* w[kAdamWBatch];
+  const T* g[kAdamWBatch];
+  float* m[kAdamWBatch];
+  float* v[kAdamWBatch];
+  int64_t n[kAdamWBatch];
+  AdamWCoefficients c[kAdamWBatch];
+  int32_t first_block[kAdamWBatch + 1];  // parameter i's chunks are blocks [first_block[i], first_block[i + 1])
+  int32_t count;
+};
+static_assert(sizeof(AdamWBatch<double>) <= 4096, "AdamWBatch must fit in a kernel's 4 KB of arguments");
+
+template <class T>
+__global__ void adamw_kernel(const AdamWBatch<T> b) {
+  int t = 0;
+  while (t + 1 < b.count && int32_t(blockIdx.x) >= b.first_block[t + 1]) ++t;
+  T* __restrict__ w = b.w[t];
+  const T* __restrict__ g = b.g[t];
+  float* __restrict__ m = b.m[t];
+  float* __restrict__ v = b.v[t];
+  const AdamWCoefficients& c = b.c[t];
+  const int64_t lo = int64_t(int32_t(blockIdx.x) - b.first_block[t]) * kAdamWChunk;
+  const int64_t hi = lo + kAdamWChunk < b.n[t] ? lo + kAdamWChunk : b.n[t];
+  for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
     const double gi = double(to_float(g[i]));
     double x = double(to_float(w[i])) * (1 - c.lr * c.weight_decay);
     const double mi = c.beta1 * double(m[i]) + (1 - c.beta1) * gi;
@@ -92,14 +119,36 @@ inline int64_t sum_blocks(int64_t n) {
 
 namespace impl {
 
+// All contiguous and non-empty. A launch takes parameters in order until it holds kAdamWBatch of
+// them or its grid would pass 2^30 blocks.
 template <class T>
-void adamw_update(const Tensor<T, Cuda>& w, const Tensor<T, Cuda>& g, const Tensor<float, Cuda>& m,
-                  const Tensor<float, Cuda>& v, const AdamWCoefficients& c) {
+void adamw_update(const std::vector<Tensor<T, Cuda>>& w, const std::vector<Tensor<T, Cuda>>& g,
+                  const std::vector<Tensor<float, Cuda>>& m, const std::vector<Tensor<float, Cuda>>& v,
+                  const std::vector<AdamWCoefficients>& c) {
   CTMLLM_CUDA_FLOAT_TYPES(T, "adamw_update");
-  const int64_t n = w.numel();
-  cuda_impl::adamw_kernel<<<cuda_impl::grid_for(n), cuda_impl::kThreads, 0, cuda::current_stream()>>>(
-      w.data(), g.data(), m.data(), v.data(), n, c);
-  cuda::check_launch("adamw_kernel");
+  constexpr int64_t kMaxBlocks = int64_t(1) << 30;
+  cuda_impl::AdamWBatch<T> b{};
+  const auto launch = [&] {
+    cuda_impl::adamw_kernel<T><<<unsigned(b.first_block[b.count]), cuda_impl::kThreads, 0, cuda::current_stream()>>>(b);
+    cuda::check_launch("adamw_kernel");
+    b.count = 0;
+  };
+  for (size_t i = 0; i < w.size(); ++i) {
+    const int64_t n = w[i].numel(), blocks = (n + cuda_impl::kAdamWChunk - 1) / cuda_impl::kAdamWChunk;
+    CTMLLM_CHECK(blocks <= kMaxBlocks, "adamw_update: a parameter of ", n, " elements is beyond one launch");
+    if (b.count > 0 && int64_t(b.first_block[b.count]) + blocks > kMaxBlocks) launch();
+    const int k = b.count;
+    if (k == 0) b.first_block[0] = 0;
+    b.w[k] = w[i].data();
+    b.g[k] = g[i].data();
+    b.m[k] = m[i].data();
+    b.v[k] = v[i].data();
+    b.n[k] = n;
+    b.c[k] = c[i];
+    b.first_block[k + 1] = int32_t(b.first_block[k] + blocks);
+    if (++b.count == cuda_impl::kAdamWBatch) launch();
+  }
+  if (b.count > 0) launch();
 }
 
 // ts: contiguous, non-empty.
