@@ -59,20 +59,10 @@ void check_avg_pool3d(uint64_t seed) {
 
 TEST_CASE("cuda interpolate forward and backward match the CPU", "[cuda][ops]") {
   if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
-  const uint64_t seed = fresh_seed();
-  INFO("seed " << seed);
-  PoisonDeviceMemory poison;
-  check_interpolate<float>(seed);
-  check_interpolate<bf16>(seed);
-  check_interpolate<ctmllm::half>(seed);  // qualified: CUDA's headers declare a global half too
+  for_each_dtype([](auto t, uint64_t seed) { check_interpolate<decltype(t)>(seed); });
 }
 
 TEST_CASE("cuda avg_pool3d forward and backward match the CPU", "[cuda][ops]") {
   if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
-  const uint64_t seed = fresh_seed();
-  INFO("seed " << seed);
-  PoisonDeviceMemory poison;
-  check_avg_pool3d<float>(seed);
-  check_avg_pool3d<bf16>(seed);
-  check_avg_pool3d<ctmllm::half>(seed);
+  for_each_dtype([](auto t, uint64_t seed) { check_avg_pool3d<decltype(t)>(seed); });
 }

@@ -65,20 +65,10 @@ void check_rms_norm(uint64_t seed) {
 
 TEST_CASE("cuda layer_norm forward and backward match the CPU", "[cuda][ops]") {
   if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
-  const uint64_t seed = fresh_seed();
-  INFO("seed " << seed);
-  PoisonDeviceMemory poison;
-  check_layer_norm<float>(seed);
-  check_layer_norm<bf16>(seed);
-  check_layer_norm<ctmllm::half>(seed);  // qualified: CUDA's headers declare a global half too
+  for_each_dtype([](auto t, uint64_t seed) { check_layer_norm<decltype(t)>(seed); });
 }
 
 TEST_CASE("cuda rms_norm forward and backward match the CPU", "[cuda][ops]") {
   if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
-  const uint64_t seed = fresh_seed();
-  INFO("seed " << seed);
-  PoisonDeviceMemory poison;
-  check_rms_norm<float>(seed);
-  check_rms_norm<bf16>(seed);
-  check_rms_norm<ctmllm::half>(seed);
+  for_each_dtype([](auto t, uint64_t seed) { check_rms_norm<decltype(t)>(seed); });
 }

@@ -14,17 +14,9 @@ namespace {
 using Model = llm::Decoder<float>;
 
 Model tiny_model() {
-  io::LlmConfig c;
-  c.model_type = "llama";
-  c.vocab_size = 5;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  c.head_dim = 8;
-  c.max_position_embeddings = 64;
-  c.rms_norm_eps = 1e-6;
+  const io::LlmConfig c{.model_type = "llama", .vocab_size = 5, .hidden_size = 16, .intermediate_size = 24,
+                        .num_hidden_layers = 2, .num_attention_heads = 2, .num_key_value_heads = 1, .head_dim = 8,
+                        .max_position_embeddings = 64, .rms_norm_eps = 1e-6};
   return Model(c, llm::RandomWeights(3));
 }
 

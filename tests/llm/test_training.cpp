@@ -15,25 +15,13 @@ using Model = llm::Decoder<double>;
 
 // A small config of `family` (head_dim 8 != hidden / heads for Gemma, as the real ones).
 io::LlmConfig tiny(const std::string& family) {
-  io::LlmConfig c;
-  c.model_type = family;
-  c.vocab_size = 11;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = family == "phi3" ? 2 : 1;
-  c.head_dim = family == "gemma" ? 12 : 8;
-  c.max_position_embeddings = 64;
-  c.tie_word_embeddings = family == "qwen2" || family == "gemma";
-  c.attention_bias = family == "qwen2";
-  c.hidden_act = family == "gemma" ? io::Activation::GeluTanh : io::Activation::Silu;
-  if (family == "llama") {
-    c.rope.type = io::RopeType::Llama3;
-    c.rope.factor = 8;
-    c.rope.original_max_position_embeddings = 8;
-  }
-  return c;
+  const io::RopeConfig llama3_rope{.type = io::RopeType::Llama3, .factor = 8, .original_max_position_embeddings = 8};
+  return {.model_type = family, .vocab_size = 11, .hidden_size = 16, .intermediate_size = 24, .num_hidden_layers = 2,
+          .num_attention_heads = 2, .num_key_value_heads = family == "phi3" ? 2 : 1,
+          .head_dim = family == "gemma" ? 12 : 8, .max_position_embeddings = 64,
+          .hidden_act = family == "gemma" ? io::Activation::GeluTanh : io::Activation::Silu,
+          .tie_word_embeddings = family == "qwen2" || family == "gemma", .attention_bias = family == "qwen2",
+          .rope = family == "llama" ? llama3_rope : io::RopeConfig{}};
 }
 }  // namespace
 

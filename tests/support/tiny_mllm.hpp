@@ -10,18 +10,11 @@ namespace ctmllm::testing {
 template <class D = Cpu>
 mllm::Model<float, D> tiny_mllm(bool mask, uint64_t seed = 3) {
   text::Tokenizer tok = text::Tokenizer::from_file(fixture_path("tokenizer/bpe_llama3"));
-  io::LlmConfig lc;
-  lc.model_type = "llama";
-  lc.vocab_size = int64_t(tok.vocab_size());
-  lc.hidden_size = 32;
-  lc.intermediate_size = 64;
-  lc.num_hidden_layers = 2;
-  lc.num_attention_heads = 4;
-  lc.num_key_value_heads = 2;
-  lc.head_dim = 8;
-  lc.max_position_embeddings = 256;
-  lc.bos_token_id = *tok.token_to_id("<|begin_of_text|>");
-  lc.eos_token_ids = {*tok.token_to_id("<|end_of_text|>")};
+  const io::LlmConfig lc{.model_type = "llama", .vocab_size = int64_t(tok.vocab_size()), .hidden_size = 32,
+                         .intermediate_size = 64, .num_hidden_layers = 2, .num_attention_heads = 4,
+                         .num_key_value_heads = 2, .head_dim = 8, .max_position_embeddings = 256,
+                         .bos_token_id = *tok.token_to_id("<|begin_of_text|>"),
+                         .eos_token_ids = {*tok.token_to_id("<|end_of_text|>")}};
   mllm::MllmConfig c = mllm::MllmConfig::from_json(
       nlohmann::json::parse(R"({"image_token_id": 0,
         "vision": {"img_size": [16, 32, 32], "patch_size": [4, 8, 8], "hidden_size": 24, "num_layers": 1,
