@@ -57,7 +57,6 @@ int main(int argc, char** argv) {
   app.add_option("--weight-decay", run.weight_decay, "AdamW weight decay")->capture_default_str();
   app.add_option("--finding-weight", weights.finding, "weight of the finding-patch loss")->capture_default_str();
   app.add_option("--presence-weight", weights.presence, "weight of the presence loss")->capture_default_str();
-  app.add_option("--context-weight", weights.context, "weight of the every-token case-presence loss")->capture_default_str();
   app.add_option("--finding-fraction", ex.finding_fraction, "share that makes a patch a finding patch")
       ->capture_default_str();
   app.add_option("--min-f1", min_f1, "fail (exit 2) when a kind's held-out F1 is below this")->capture_default_str();
@@ -104,9 +103,9 @@ int main(int argc, char** argv) {
     run.seed = seed + 102;
     run.log_every = std::max(1, run.steps / 15);
     const auto start = Clock::now();
-    run.on_log = [&](int step, double patch_loss, double finding, double presence, double context) {
-      std::printf("step %4d  loss: patch %.4f  finding %.4f  presence %.4f  context %.4f  %.2f s/step\n", step,
-                  patch_loss, finding, presence, context, seconds_since(start) / step);
+    run.on_log = [&](int step, double patch_loss, double finding, double presence) {
+      std::printf("step %4d  loss: patch %.4f  finding %.4f  presence %.4f  %.2f s/step\n", step, patch_loss, finding,
+                  presence, seconds_since(start) / step);
       std::fflush(stdout);
     };
     const train::VisionPretrainingResult r = train::pretrain_vision(vit, heads, training, run);

@@ -142,12 +142,16 @@ struct SummaryCase {
       }
     return h;
   }
-  // Written out: W2 gelu(v) + b2 checked against the output token y[b, t].
-  void check_rest_of_stack(const Tensor<double>& y, int64_t b, int64_t t, const std::vector<double>& v) const {
+  // Written out: W2 gelu(v) + b2 (W2 v + b2 without the activation) checked against the output token y[b, t].
+  void check_rest_of_stack(const Tensor<double>& y, int64_t b, int64_t t, const std::vector<double>& v,
+                           bool activate = true) const {
     const Tensor<double> w2 = w("projector.2.weight"), b2 = w("projector.2.bias");
     for (int64_t o = 0; o < 6; ++o) {
       double z = b2.at(o);
-      for (int64_t c = 0; c < 6; ++c) z += w2.at(o, c) * 0.5 * v[size_t(c)] * (1 + std::erf(v[size_t(c)] / std::sqrt(2.0)));
+      for (int64_t c = 0; c < 6; ++c) {
+        const double a = v[size_t(c)];
+        z += w2.at(o, c) * (activate ? 0.5 * a * (1 + std::erf(a / std::sqrt(2.0))) : a);
+      }
       CHECK(std::abs(y.at(b, t, o) - z) <= 1e-12 * (1 + std::abs(z)));
     }
   }
@@ -178,7 +182,8 @@ TEST_CASE("SPP summary token: the max over all tokens of projector.0, then the r
             "tokens_out").num_tokens() == 5);
 }
 
-TEST_CASE("SPP per-channel summary tokens: token k reads channel first+k and marks channel first+count+k", "[projector]") {
+TEST_CASE("SPP per-channel summary tokens: token k reads channel first+k and marks channel first+count+k, "
+          "without the GELU", "[projector]") {
   using projector::ProjectorConfig;
   const SummaryCase s(R"({"type": "spp", "grid": [2, 4, 4], "in_dim": 5, "out_dim": 6, "summary_token": "max",
                           "summary_channels": [1, 2]})");
@@ -192,7 +197,7 @@ TEST_CASE("SPP per-channel summary tokens: token k reads channel first+k and mar
       std::vector<double> v(6, 0.0);
       v[size_t(1 + k)] = h[size_t(1 + k)];
       v[size_t(3 + k)] = projector::SpatialPoolingProjector<double>::kSummaryWhich;
-      s.check_rest_of_stack(y, b, 4 + k, v);
+      s.check_rest_of_stack(y, b, 4 + k, v, false);
     }
   }
   CHECK(s.gradcheck() <= 1e-6);

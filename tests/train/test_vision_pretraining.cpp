@@ -183,9 +183,9 @@ TEST_CASE("the calibrated presence bias puts each kind's threshold at its best F
   train::VisionPretrainingHeads<float> heads(vc.hidden_size);
   heads.init(rng);
   const Tensor<float> before = heads.parameters().get("presence_bias").value().clone();
-  const auto shift = train::calibrate_presence_bias(vit, heads, examples, 5);
+  const train::PresenceCalibration c = train::calibrate_presence_bias(vit, heads, examples, 5);
   const Tensor<float> after = heads.parameters().get("presence_bias").value();
-  for (int k = 0; k < data::kNumFindingKinds; ++k) CHECK(after.at(k) == Approx(before.at(k) + shift[size_t(k)]).margin(1e-5));
+  for (int k = 0; k < data::kNumFindingKinds; ++k) CHECK(after.at(k) == Approx(before.at(k) + c.shift[size_t(k)]).margin(1e-5));
 
   std::vector<std::vector<std::pair<float, bool>>> scored(data::kNumFindingKinds);
   train::for_each_detection_batch(vit, heads, examples, 3,
@@ -207,6 +207,12 @@ TEST_CASE("the calibrated presence bias puts each kind's threshold at its best F
   for (int k = 0; k < data::kNumFindingKinds; ++k) {
     INFO("kind " << data::kFindingKinds[size_t(k)].name);
     const auto& v = scored[size_t(k)];
+    // The returned scores are the logits under the new bias, example by example.
+    REQUIRE(c.scores[size_t(k)].size() == v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      CHECK(c.scores[size_t(k)][i].first == Approx(v[i].first).margin(1e-4));
+      CHECK(c.scores[size_t(k)][i].second == v[i].second);
+    }
     double best = 0;  // every threshold that separates the scores differently: just below each score
     for (const auto& e : v) best = std::max(best, f1_above(v, double(e.first) - 1e-4));
     CHECK(f1_above(v, 0) == Approx(best));

@@ -112,10 +112,10 @@ inline nlohmann::json projector_json(const DemoSettings& s) {
 // around an arbitrary level. Both choices were measured (docs/DEMO.md): a Llama trained from scratch
 // stated only the kinds whose channels stood out, and with random and organ rows beside the finding
 // rows — maxed over the volume, they vary from case to case with the anatomy — it learned to read
-// four of seven channels even when stage 1 detected every kind perfectly.
-inline std::string write_projector_seed(const DemoSettings& s, const vision::ViT3D<float>& vit,
-                                        const train::VisionPretrainingHeads<float>& heads,
-                                        const std::vector<train::VisionExample>& training) {
+// four of seven channels even when stage 1 detected every kind perfectly. The shift is stage 1's
+// calibrated presence bias and the scale comes from the calibration's scores, so no encoder runs here.
+inline std::string write_projector_seed(const DemoSettings& s, const train::VisionPretrainingHeads<float>& heads,
+                                        const train::PresenceCalibration& calibration) {
   namespace fs = std::filesystem;
   const vision::ViT3DConfig vc = vit_config(s);
   projector::Projector<float> p(projector::ProjectorConfig::from_json(projector_json(s), "demo projector", vc.grid()));
@@ -123,6 +123,7 @@ inline std::string write_projector_seed(const DemoSettings& s, const vision::ViT
   p.init(rng);
   const Tensor<float> head_w = heads.parameters().get("patch_head.weight").value();
   const Tensor<float> head_b = heads.parameters().get("patch_head.bias").value();
+  const Tensor<float> presence_bias = heads.parameters().get("presence_bias").value();
   Tensor<float> w = p.parameters().get("projector.0.weight").value(), b = p.parameters().get("projector.0.bias").value();
   CTMLLM_CHECK(w.size(0) >= head_w.size(0), "demo: the LLM width ", w.size(0), " is below the ", head_w.size(0),
                " patch classes the projector is seeded with");
@@ -131,31 +132,17 @@ inline std::string write_projector_seed(const DemoSettings& s, const vision::ViT
   w.fill(0.0f);
   b.fill(0.0f);
   w.slice(0, first, first + K).copy_from(head_w.slice(0, first, first + K));
-  b.slice(0, first, first + K).copy_from(head_b.slice(0, first, first + K));
-
-  // Each finding logit's maximum over the volume, on (up to) the cases stage 1 calibrated on.
-  const std::vector<train::VisionExample> cases(training.begin(),
-                                                training.begin() + std::min<ptrdiff_t>(256, ptrdiff_t(training.size())));
-  std::array<std::vector<std::pair<float, bool>>, K> maxima;
-  train::for_each_detection_batch(vit, heads, cases, 8,
-                                  [&](const std::vector<size_t>& idx, const Tensor<float>& z, const Tensor<float>&,
-                                      const train::VisionBatch&) {
-                                    for (size_t j = 0; j < idx.size(); ++j)
-                                      for (int k = 0; k < K; ++k) {
-                                        float m = z.at(int64_t(j), 0, first + k);
-                                        for (int64_t t = 1; t < z.size(1); ++t) m = std::max(m, z.at(int64_t(j), t, first + k));
-                                        maxima[size_t(k)].push_back({m, cases[idx[j]].present[size_t(k)]});
-                                      }
-                                  });
   for (int k = 0; k < K; ++k) {
+    const auto& scored = calibration.scores[size_t(k)];
+    CTMLLM_CHECK(!scored.empty(), "demo: stage 1 calibrated no presence threshold to seed the projector with");
     double with = 0, without = 0, n_with = 0;
-    for (const auto& [m, present] : maxima[size_t(k)]) (present ? with : without) += m, n_with += present;
-    const double n_without = double(maxima[size_t(k)].size()) - n_with;
+    for (const auto& [score, present] : scored) (present ? with : without) += score, n_with += present;
+    const double n_without = double(scored.size()) - n_with;
     const double spread = n_with > 0 && n_without > 0 ? with / n_with - without / n_without : 0;
-    const double scale = spread > 0 ? std::min(4.0, 8.0 / spread) : 1.0, threshold = train::best_f1_threshold(maxima[size_t(k)]);
+    const double scale = spread > 0 ? std::min(4.0, 8.0 / spread) : 1.0;
     Tensor<float> row = w.slice(0, first + k, first + k + 1);
     for (int64_t i = 0; i < row.size(1); ++i) row.at(0, i) = float(scale * row.at(0, i));
-    b.at(first + k) = float(scale * (double(b.at(first + k)) - threshold));
+    b.at(first + k) = float(scale * (double(head_b.at(first + k)) + double(presence_bias.at(k))));
   }
   const std::string file = (fs::path(s.out) / "projector_stage1.safetensors").string();
   io::SafeTensorsWriter out;
@@ -186,18 +173,17 @@ inline Stage1Weights run_stage1(const DemoSettings& s, const data::AmosDataset& 
   o.warmup = std::max(1, s.stage1_steps / 15);
   o.seed = data::derive_seed(s.seed, 12);
   o.log_every = std::max(1, s.stage1_steps / 10);
-  o.on_log = [&](int step, double patch, double finding, double presence, double context) {
-    std::printf("  step %4d/%d  loss: patch %.3f  finding %.3f  presence %.3f  context %.3f\n", step, o.steps, patch,
-                finding, presence, context);
+  o.on_log = [&](int step, double patch, double finding, double presence) {
+    std::printf("  step %4d/%d  loss: patch %.3f  finding %.3f  presence %.3f\n", step, o.steps, patch, finding, presence);
     std::fflush(stdout);
   };
-  train::pretrain_vision(vit, heads, training, o);
+  const train::VisionPretrainingResult trained = train::pretrain_vision(vit, heads, training, o);
   const train::DetectionResult d = train::evaluate_detection(vit, heads, held_out);
   times.stage1 = seconds_since(t);
   std::printf("  held-out detection F1 (presence of each finding kind):");
   for (const auto& k : d.scores.per_kind) std::printf(" %s %.2f", k.kind.c_str(), k.f1);
   std::printf("; patches classed right %.1f%%  (%.1f s)\n", 100 * d.patch_accuracy, times.stage1);
-  Stage1Weights out{(fs::path(s.out) / "vision_stage1.safetensors").string(), write_projector_seed(s, vit, heads, training)};
+  Stage1Weights out{(fs::path(s.out) / "vision_stage1.safetensors").string(), write_projector_seed(s, heads, trained.calibration)};
   io::SafeTensorsWriter w;
   for (const auto& p : vit.parameters().all()) w.add(p.name(), p.value());
   w.write(out.vision);

@@ -7,9 +7,9 @@
 // summary_token "max" (a ctmllm extension; M3D has none) appends one token:
 //   projector.0 applied to every input token -> max over the N tokens, per channel -> the rest of the stack
 // With summary_channels [first, count] it appends count tokens instead: token k is the rest of the
-// stack applied to a vector holding only channel first+k of that maximum and a constant kSummaryWhich on
-// channel first+count+k, so the next Linear's column for that channel is a learned "which kind"
-// embedding. Measured in the demo: a Llama trained from scratch read four or five of seven finding
+// stack (without the GELU after projector.0) applied to a vector holding only channel first+k of that
+// maximum and a constant kSummaryWhich on channel first+count+k, so the next Linear's column for that
+// channel is a learned "which kind" embedding. Measured in the demo: a Llama trained from scratch read four or five of seven finding
 // channels out of one summary token, and all but the weakest detector's when each had its own token
 // (attention picks the token of the organ a sentence is about; docs/DEMO.md, "What limits it" 5).
 // Each channel of it is a learned linear read-out of the tokens, maxed over the whole volume: a
@@ -60,10 +60,17 @@ class SpatialPoolingProjector {
  private:
   // tokens [B, N, E] -> [B, S, H]: max over tokens of projector.0 (split into S per-channel tokens
   // when summary_channels is set), then the rest of the stack.
+  // Per-channel tokens enter the next Linear without the GELU: a channel the training pushes below
+  // zero for every case would otherwise reach the LLM flattened to about 0 with a vanishing gradient,
+  // and stay there (measured in the demo, docs/DEMO.md "What limits it" 9).
   Var summary_token(const Var& tokens) const {
     Var x = autograd::max(projector_.layers[0](tokens), 1, true).values;  // [B, 1, H]
-    if (config_.summary_channels[1] > 0) x = autograd::add(autograd::mul(x, Var(summary_keep_)), Var(summary_which_));
-    for (size_t i = 1; i < projector_.layers.size(); ++i) x = projector_.layers[i](projector_.gelu ? autograd::gelu(x) : x);
+    const bool per_channel = config_.summary_channels[1] > 0;
+    if (per_channel) x = autograd::add(autograd::mul(x, Var(summary_keep_)), Var(summary_which_));
+    for (size_t i = 1; i < projector_.layers.size(); ++i) {
+      const bool activate = projector_.gelu && !(per_channel && i == 1);
+      x = projector_.layers[i](activate ? autograd::gelu(x) : x);
+    }
     return x;
   }
 

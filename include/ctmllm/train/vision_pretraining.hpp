@@ -28,7 +28,8 @@
 // 0.2-1.4 between cases with and without the finding, against 4.5-5.8 for the effusions and
 // splenomegaly, and stage 2 stated only the latter. The bias is the case-level threshold
 // (calibrate_presence_bias sets it after training). Binary cross-entropy is the two-class
-// cross_entropy over [0, s].
+// cross_entropy over [0, s]. A fourth term, every token predicting which kinds its case holds,
+// stayed at the prior's loss for whole demo runs and was dropped (docs/DEMO.md, "What limits it" 8).
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -163,12 +164,11 @@ inline VisionBatch make_vision_batch(const std::vector<VisionExample>& examples,
 struct VisionLossWeights {
   double finding = 0.5;   // the finding-patch term, relative to the all-patch term (0.3 learns too slowly)
   double presence = 1.0;  // the presence term
-  double context = 1.0;   // the every-token case-presence term
 };
 
 template <class T, class D = Cpu>
 struct VisionPretrainingLoss {
-  autograd::Variable<T, D> total, patch, finding, presence, context;  // the weighted sum and its four terms
+  autograd::Variable<T, D> total, patch, finding, presence;  // the weighted sum and its three terms
   Tensor<T, D> presence_logits;                              // [B, K]: > 0 means "present"
 };
 
@@ -182,17 +182,12 @@ class VisionPretrainingHeads {
   explicit VisionPretrainingHeads(int64_t hidden_size, VisionLossWeights weights = {})
       : patch_head_(params_, "patch_head", hidden_size, kNumPatchClasses),
         presence_bias_(params_.add("presence_bias", Tensor<T, D>::zeros({data::kNumFindingKinds}))),
-        context_head_(params_, "context_head", hidden_size, data::kNumFindingKinds),
         weights_(weights) {
-    CTMLLM_CHECK(weights.finding >= 0 && weights.presence >= 0 && weights.context >= 0,
-                 "VisionPretrainingHeads: loss weights must be >= 0, got ", weights.finding, ", ", weights.presence,
-                 " and ", weights.context);
+    CTMLLM_CHECK(weights.finding >= 0 && weights.presence >= 0, "VisionPretrainingHeads: loss weights must be >= 0, got ",
+                 weights.finding, " and ", weights.presence);
   }
 
-  void init(Rng& rng) {
-    patch_head_.init(rng);
-    context_head_.init(rng);
-  }
+  void init(Rng& rng) { patch_head_.init(rng); }
   autograd::Parameters<T, D>& parameters() { return params_; }
   const autograd::Parameters<T, D>& parameters() const { return params_; }
 
@@ -233,22 +228,8 @@ class VisionPretrainingHeads {
     const Var zero(Tensor<T, D>::zeros({b * k, 1}));
     const Var two_class = autograd::concat(std::vector<Var>{zero, autograd::reshape(s, {b * k, 1})}, 1);
     l.presence = autograd::cross_entropy(two_class, batch.presence.template to_device<D>());
-    // Every token also predicts which kinds the whole case holds: the MLLM's projector pools tokens
-    // (SPP averages 2x2x2 of them), so a finding must be visible beyond its own patch for the LLM
-    // to read it from any visual token; with the earlier pooled-only projector, stage 2 without this
-    // term wrote "normal" for every case. Since the summary tokens it stays at the prior's loss in the
-    // demo (docs/DEMO.md, "What limits it" 8, measures stage 1 without it).
-    const Var c = autograd::reshape(context_head_(tokens), {b * n * k, 1});
-    Tensor<int64_t, Cpu> every = Tensor<int64_t, Cpu>::empty({b, n, k});
-    for (int64_t i = 0; i < b; ++i)
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t f = 0; f < k; ++f) every.at(i, t, f) = batch.presence.at(i * k + f);
-    const Var zeros(Tensor<T, D>::zeros({b * n * k, 1}));
-    l.context = autograd::cross_entropy(autograd::concat(std::vector<Var>{zeros, c}, 1),
-                                        every.reshape({b * n * k}).template to_device<D>());
-    l.total = autograd::add(autograd::add(autograd::add(l.patch, autograd::mul_scalar(l.finding, weights_.finding)),
-                                          autograd::mul_scalar(l.presence, weights_.presence)),
-                            autograd::mul_scalar(l.context, weights_.context));
+    l.total = autograd::add(autograd::add(l.patch, autograd::mul_scalar(l.finding, weights_.finding)),
+                            autograd::mul_scalar(l.presence, weights_.presence));
     return l;
   }
 
@@ -257,7 +238,6 @@ class VisionPretrainingHeads {
   static constexpr int64_t kIgnore = -100;
   nn::Linear<T, D> patch_head_;
   Var presence_bias_;  // [K], starts at 0
-  nn::Linear<T, D> context_head_;
   VisionLossWeights weights_;
 };
 

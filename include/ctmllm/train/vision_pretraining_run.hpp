@@ -57,10 +57,9 @@ void for_each_detection_batch(const vision::ViT3D<T>& vit, const VisionPretraini
 
 // The threshold with the best F1 over (score, truth) pairs when "score > threshold" means yes: halfway
 // between the two scores the best cut separates (ties are never split); with no positive pair, one
-// above the highest score so nothing fires. Sorts `scored`.
-inline double best_f1_threshold(std::vector<std::pair<float, bool>>& scored) {
-  CTMLLM_CHECK(!scored.empty(), "best_f1_threshold: no scores");
-  auto& v = scored;
+// above the highest score so nothing fires.
+inline double best_f1_threshold(std::vector<std::pair<float, bool>> v) {
+  CTMLLM_CHECK(!v.empty(), "best_f1_threshold: no scores");
   std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   const double positives = double(std::count_if(v.begin(), v.end(), [](const auto& e) { return e.second; }));
   size_t best_n = 0;  // the cut after the n best scores
@@ -76,32 +75,39 @@ inline double best_f1_threshold(std::vector<std::pair<float, bool>>& scored) {
                                : 0.5 * (double(v[best_n - 1].first) + double(v[best_n].first));
 }
 
+// Each kind's (presence logit, present) pairs over a set of examples.
+using PresenceScores = std::array<std::vector<std::pair<float, bool>>, data::kNumFindingKinds>;
+
+struct PresenceCalibration {
+  std::array<double, data::kNumFindingKinds> shift{};  // what was added to each kind's bias
+  PresenceScores scores;                                // the presence logits after the shift
+};
+
 // Sets each kind's presence bias so that "logit > 0" is the case-level threshold with the best F1
-// on `examples` (the training cases; their order does not matter), and returns the shifts. The
+// on `examples` (the training cases; their order does not matter), and returns the shifts with the
+// shifted scores (the demo seeds its projector from them without running the encoder again). The
 // bias is learned with the encoder, but Adam moves it about one learning rate per step while the
 // maxima it offsets span several units, so after a short run it lags (measured on the demo: a
 // stone presence F1 of 0.63 at the learned bias, 0.81 at the best threshold on the same scores).
 // A kind that no example has is set to never fire on them.
 template <class T>
-std::array<double, data::kNumFindingKinds> calibrate_presence_bias(const vision::ViT3D<T>& vit,
-                                                                   VisionPretrainingHeads<T>& heads,
-                                                                   const std::vector<VisionExample>& examples,
-                                                                   int batch = 8) {
+PresenceCalibration calibrate_presence_bias(const vision::ViT3D<T>& vit, VisionPretrainingHeads<T>& heads,
+                                            const std::vector<VisionExample>& examples, int batch = 8) {
   constexpr int K = data::kNumFindingKinds;
-  std::array<std::vector<std::pair<float, bool>>, K> scored;  // (presence logit, present) per kind
+  PresenceCalibration c;
   for_each_detection_batch(vit, heads, examples, batch,
                            [&](const std::vector<size_t>& idx, const Tensor<float>&, const Tensor<float>& s, const VisionBatch&) {
                              for (size_t j = 0; j < idx.size(); ++j)
                                for (int k = 0; k < K; ++k)
-                                 scored[size_t(k)].push_back({s.at(int64_t(j), k), examples[idx[j]].present[size_t(k)]});
+                                 c.scores[size_t(k)].push_back({s.at(int64_t(j), k), examples[idx[j]].present[size_t(k)]});
                            });
-  std::array<double, K> shift{};
   Tensor<T> bias = heads.parameters().get("presence_bias").value();
   for (int k = 0; k < K; ++k) {
-    shift[size_t(k)] = -best_f1_threshold(scored[size_t(k)]);
-    bias.at(k) = T(double(bias.at(k)) + shift[size_t(k)]);
+    c.shift[size_t(k)] = -best_f1_threshold(c.scores[size_t(k)]);
+    bias.at(k) = T(double(bias.at(k)) + c.shift[size_t(k)]);
+    for (auto& e : c.scores[size_t(k)]) e.first = float(double(e.first) + c.shift[size_t(k)]);
   }
-  return shift;
+  return c;
 }
 
 struct VisionPretrainingOptions {
@@ -114,12 +120,13 @@ struct VisionPretrainingOptions {
   int calibrate_on = 256;
   // Called every `log_every` steps with the step and the mean of each loss term since the last call.
   int log_every = 20;
-  std::function<void(int step, double patch, double finding, double presence, double context)> on_log;
+  std::function<void(int step, double patch, double finding, double presence)> on_log;
 };
 
 struct VisionPretrainingResult {
   double first_loss = 0, last_loss = 0;  // means over the first and the last tenth of the steps
   double seconds = 0;
+  PresenceCalibration calibration;       // empty scores when calibrate_on is 0
 };
 
 // Trains the ViT and the heads together on `training`.
@@ -139,7 +146,7 @@ VisionPretrainingResult pretrain_vision(vision::ViT3D<T>& vit, VisionPretraining
   size_t cursor = order.size();
   const int window = std::max(1, o.steps / 10);
   VisionPretrainingResult r;
-  double sums[4] = {0, 0, 0, 0};
+  double sums[3] = {0, 0, 0};
   const auto t0 = std::chrono::steady_clock::now();
   for (int step = 0; step < o.steps; ++step) {
     std::vector<size_t> idx;
@@ -166,17 +173,15 @@ VisionPretrainingResult pretrain_vision(vision::ViT3D<T>& vit, VisionPretraining
     sums[0] += double(loss.patch.value().item());
     sums[1] += double(loss.finding.value().item());
     sums[2] += double(loss.presence.value().item());
-    sums[3] += double(loss.context.value().item());
     if ((step + 1) % o.log_every == 0) {
-      if (o.on_log)
-        o.on_log(step + 1, sums[0] / o.log_every, sums[1] / o.log_every, sums[2] / o.log_every, sums[3] / o.log_every);
-      sums[0] = sums[1] = sums[2] = sums[3] = 0;
+      if (o.on_log) o.on_log(step + 1, sums[0] / o.log_every, sums[1] / o.log_every, sums[2] / o.log_every);
+      sums[0] = sums[1] = sums[2] = 0;
     }
   }
   if (o.calibrate_on > 0) {
     const std::vector<VisionExample> subset(training.begin(),
                                             training.begin() + std::min<ptrdiff_t>(o.calibrate_on, ptrdiff_t(training.size())));
-    calibrate_presence_bias(vit, heads, subset);
+    r.calibration = calibrate_presence_bias(vit, heads, subset);
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
