@@ -25,7 +25,8 @@ struct DemoSettings {
   int64_t projector_pool = 4;  // 8x8x8 patches -> 2x2x2 tokens, + the summary token
   int64_t llm_hidden = 192, llm_layers = 3, llm_intermediate = 512;
   // 12 query heads of 16 dimensions and 4 KV heads: stage 2 read every finding kind in three
-  // stage-2 seeds of four, against two of four with 6 of 32 and 2 (docs/DEMO.md, "What limits it" 8).
+  // stage-2 seeds of four, against two of four with 6 of 32 and 2 (docs/DEMO.md, "What limits it" 8);
+  // four of four since the summary channels skip the GELU ("What limits it" 9).
   int64_t llm_heads = 12, llm_kv_heads = 4;
   int stage2_steps = 1600, stage2_batch = 8;
   double stage2_lr = 1e-3;
