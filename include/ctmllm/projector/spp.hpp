@@ -9,9 +9,9 @@
 // With summary_channels [first, count] it appends count tokens instead: token k is the rest of the
 // stack (without the GELU after projector.0) applied to a vector holding only channel first+k of that
 // maximum and a constant kSummaryWhich on channel first+count+k, so the next Linear's column for that
-// channel is a learned "which kind" embedding. Measured in the demo: a Llama trained from scratch read four or five of seven finding
-// channels out of one summary token, and all but the weakest detector's when each had its own token
-// (attention picks the token of the organ a sentence is about; docs/DEMO.md, "What limits it" 5).
+// channel is a learned "which kind" embedding. Measured in the demo: a Llama trained from scratch read
+// four or five of seven finding channels out of one summary token, and all but the weakest detector's
+// when each had its own token (attention picks the token of the organ a sentence is about; docs/DEMO.md, "What limits it" 5).
 // Each channel of it is a learned linear read-out of the tokens, maxed over the whole volume: a
 // multiple-instance detector, so a finding seen in one patch reaches the LLM in one token at a fixed
 // place instead of diluted by the pooling (docs/PROJECTORS.md). Measured in the demo: a Llama trained

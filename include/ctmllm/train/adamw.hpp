@@ -98,6 +98,7 @@ class AdamW {
       coefficients.push_back({g.lr * lr_factor_, g.weight_decay, b1, b2, options_.eps, 1 - std::pow(b1, double(s.step)),
                               std::sqrt(1 - std::pow(b2, double(s.step)))});
     }
+    if (values.empty()) return;
     ops::adamw_update(values, grads, exp_avg, exp_avg_sq, coefficients);
     for (size_t i = 0; i < params.size(); ++i)
       if (values[i].data() != params[i]->value().data()) params[i]->value().copy_from(values[i]);

@@ -1,7 +1,7 @@
 #pragma once
 // CPU kernels of the optimizer steps (train/adamw.hpp, train/clip.hpp, train/mixed_precision.hpp):
-// the AdamW update of a parameter (or a list of them), Σ x² of a gradient, scaling a gradient in place, and scaled
-// conversions between element types. Per element in double.
+// the AdamW update of a parameter (or a list of them), Σ x² of a gradient, scaling a gradient in
+// place, and scaled conversions between element types. Per element in double.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

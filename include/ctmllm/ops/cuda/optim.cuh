@@ -2,8 +2,9 @@
 // The optimizer kernels on the GPU (ops/optim.hpp): the AdamW update of a list of parameters (fused:
 // decay, both moments and the step in one pass, per element in double as on the CPU; up to 32
 // parameters per launch, their pointers and scalars passed in the kernel's arguments as apex's
-// multi-tensor apply does, so the update queues no copy and never waits), Σ x² over a list of gradients with one copy back to the host, an in-place scale, and scaled
-// type conversions (one launch per tensor, one finiteness flag copied back per list). The sum
+// multi-tensor apply does, so the update queues no copy and never waits), Σ x² over a list of
+// gradients with one copy back to the host, an in-place scale, and scaled type conversions (one
+// launch per tensor, one finiteness flag copied back per list). The sum
 // is deterministic: per tensor a block count fixed by its size, each block's partial in a fixed
 // tree, then one block sums all partials in order.
 #include <vector>
