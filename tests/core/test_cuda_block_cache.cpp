@@ -93,3 +93,44 @@ TEST_CASE("out of memory releases cached blocks and retries once, then throws", 
   cache.release_cached();
   CHECK(live.empty());
 }
+
+TEST_CASE("a freed block goes back to its stream's free list only", "[core][cuda]") {
+  std::map<void*, size_t> live;
+  BlockCache<FakeBackend> cache(FakeBackend{.live = &live});
+  int stream_a = 0, stream_b = 0;  // two streams, as opaque keys
+  void* a = cache.allocate(1000, &stream_a);
+  CHECK(cache.stream_of(a) == &stream_a);
+  cache.deallocate(a);
+  void* b = cache.allocate(1000, &stream_b);  // same class, other stream: a's work may still be queued, new memory
+  CHECK(b != a);
+  CHECK(cache.stats().device_allocations == 2);
+  CHECK(cache.stream_of(b) == &stream_b);
+  void* a2 = cache.allocate(1000, &stream_a);  // a's own stream gets it back
+  CHECK(a2 == a);
+  CHECK(cache.stats().cache_hits == 1);
+  cache.deallocate(b);
+  cache.deallocate(a2);
+  CHECK(cache.stats().reserved == 2048);
+  cache.release_cached();  // every stream's cached blocks
+  CHECK(live.empty());
+  CHECK(cache.stats().reserved == 0);
+  CHECK_THROWS_AS(cache.stream_of(a), Error);  // no longer live
+}
+
+TEST_CASE("a retired stream's blocks, cached and live, become another stream's", "[core][cuda]") {
+  std::map<void*, size_t> live;
+  BlockCache<FakeBackend> cache(FakeBackend{.live = &live});
+  int going = 0, staying = 0;
+  void* cached = cache.allocate(1000, &going);
+  void* held = cache.allocate(5000, &going);
+  void* other = cache.allocate(1000, &staying);
+  cache.deallocate(cached);
+  cache.retire_stream(&going, &staying);
+  CHECK(cache.stream_of(held) == &staying);
+  CHECK(cache.stream_of(other) == &staying);
+  CHECK(cache.allocate(900, &staying) == cached);  // the retired stream's cached block, now the other stream's
+  CHECK(cache.stats().device_allocations == 3);
+  cache.deallocate(held);
+  CHECK(cache.allocate(5000, &staying) == held);  // freed after the retirement: back to its new stream
+  CHECK(cache.stats().cache_hits == 2);
+}

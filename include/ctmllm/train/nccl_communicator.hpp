@@ -36,12 +36,10 @@ class NcclCommunicator final : public Communicator {
   NcclCommunicator(const ncclUniqueId& id, int rank, int size, int device) : rank_(rank), size_(size) {
     CTMLLM_CHECK(size >= 1 && rank >= 0 && rank < size, "NcclCommunicator: rank ", rank, " is not in [0, ", size, ")");
     cuda::check(cudaSetDevice(device), "cudaSetDevice");
-    cuda::check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
     detail::nccl_check(ncclCommInitRank(&comm_, size, id, rank), "ncclCommInitRank");
   }
   ~NcclCommunicator() override {
     if (comm_) ncclCommDestroy(comm_);
-    if (stream_) cudaStreamDestroy(stream_);
   }
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
@@ -91,22 +89,23 @@ class NcclCommunicator final : public Communicator {
     ncclRedOp_t op;
     detail::nccl_check(ncclRedOpCreatePreMulSum(&op, &scalar, detail::nccl_type<T>(), ncclScalarHostImmediate, comm_),
                        "ncclRedOpCreatePreMulSum");
-    const ncclResult_t r = ncclAllReduce(data.data(), data.data(), data.size(), detail::nccl_type<T>(), op, comm_, stream_);
+    const cudaStream_t stream = cuda::current_stream();  // queued after the kernels that wrote data
+    const ncclResult_t r = ncclAllReduce(data.data(), data.data(), data.size(), detail::nccl_type<T>(), op, comm_, stream);
     ncclRedOpDestroy(op, comm_);
     detail::nccl_check(r, "ncclAllReduce");
-    cuda::check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize after ncclAllReduce");
+    cuda::check(cudaStreamSynchronize(stream), "cudaStreamSynchronize after ncclAllReduce");
   }
   template <class T>
   void bcast(std::span<T> data, int root) {
     CTMLLM_CHECK(root >= 0 && root < size_, "NcclCommunicator::broadcast: root ", root, " is not a rank of ", size_);
     if (data.empty()) return;
-    detail::nccl_check(ncclBroadcast(data.data(), data.data(), data.size(), detail::nccl_type<T>(), root, comm_, stream_),
+    const cudaStream_t stream = cuda::current_stream();
+    detail::nccl_check(ncclBroadcast(data.data(), data.data(), data.size(), detail::nccl_type<T>(), root, comm_, stream),
                        "ncclBroadcast");
-    cuda::check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize after ncclBroadcast");
+    cuda::check(cudaStreamSynchronize(stream), "cudaStreamSynchronize after ncclBroadcast");
   }
 
   ncclComm_t comm_ = nullptr;
-  cudaStream_t stream_ = nullptr;
   int rank_ = 0, size_ = 1;
 };
 

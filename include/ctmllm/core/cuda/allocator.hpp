@@ -7,9 +7,9 @@
 #include <utility>
 
 #include "ctmllm/core/cuda/block_cache.hpp"
+#include "ctmllm/core/cuda/current_stream.hpp"
 #include "ctmllm/core/cuda/error.hpp"
 #include "ctmllm/core/cuda/per_device.hpp"
-#include "ctmllm/core/cuda/stream.hpp"
 
 namespace ctmllm::cuda {
 
@@ -87,20 +87,49 @@ inline std::atomic<bool>& poison_new_blocks() {
   return on;
 }
 
-// A block of at least `bytes` on the current device, returned to the cache (not to the device) when
-// the last reference goes.
+// Waits for `stream` (of the current device), then gives the blocks allocated for it, cached and
+// live, to the device's own stream: nothing of its work is left to race with their next user. Call
+// it before destroying a stream that ctmllm work ran on (cuda::Stream does); otherwise its cached
+// blocks stay out of use until release_cached().
+inline void retire_stream(cudaStream_t stream) {
+  CTMLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  allocator().retire_stream(stream, own_stream());
+}
+
+namespace detail {
+// Returns a block to its stream's free list. Freed while another stream is current, the block's
+// stream first waits for the work queued so far on the current one (the block's last uses), so
+// that the tensor it is handed to next is written after them. Under a graph capture there is no
+// such order to queue: a block used on another stream than its own must then outlive the capture.
+// A deleter must not throw: an ordering that fails leaves the context broken, and the next checked
+// call reports it.
+inline void free_block(DeviceAllocator& cache, std::byte* block) {
+  const auto home = static_cast<cudaStream_t>(const_cast<void*>(cache.stream_of(block)));
+  try {
+    const cudaStream_t now = current_stream();
+    if (now != home && !capturing(now) && !capturing(home)) order_after(home, now);
+  } catch (const Error&) {
+  }
+  cache.deallocate(block);
+}
+}  // namespace detail
+
+// A block of at least `bytes` on the current device for the current stream, returned to the cache
+// (not to the device) when the last reference goes.
 // During a graph capture the block comes from the graph's PrivatePool, which it keeps alive.
 inline std::shared_ptr<std::byte> allocate(size_t bytes) {
+  const cudaStream_t stream = current_stream();
   std::shared_ptr<std::byte> block;
   if (const std::shared_ptr<PrivatePool>& pool = capture_pool(); pool && pool->device() == current_device()) {
-    block = std::shared_ptr<std::byte>(static_cast<std::byte*>(pool->cache().allocate(bytes)),
+    block = std::shared_ptr<std::byte>(static_cast<std::byte*>(pool->cache().allocate(bytes, stream)),
                                        [pool](std::byte* q) { pool->cache().deallocate(q); });
   } else {
     DeviceAllocator& a = allocator();
-    block = std::shared_ptr<std::byte>(static_cast<std::byte*>(a.allocate(bytes)), [&a](std::byte* q) { a.deallocate(q); });
+    block = std::shared_ptr<std::byte>(static_cast<std::byte*>(a.allocate(bytes, stream)),
+                                       [&a](std::byte* q) { detail::free_block(a, q); });
   }
   if (poison_new_blocks().load(std::memory_order_relaxed))
-    CTMLLM_CUDA_CHECK(cudaMemsetAsync(block.get(), 0xFF, size_class(bytes), current_stream()));
+    CTMLLM_CUDA_CHECK(cudaMemsetAsync(block.get(), 0xFF, size_class(bytes), stream));
   return block;
 }
 

@@ -4,6 +4,10 @@
 // again for the next request of that class, and cached blocks go back to the backend only on
 // release_cached() (or when the backend is out of memory, before one retry). Thread-safe.
 //
+// Free lists are per stream: a block is handed out again only to a request made for the stream it
+// was allocated for, whose work is queued after the block's last uses (the device allocator orders
+// that stream after another one when a block is freed from there: allocator.hpp).
+//
 // Size classes: 4 per power of two (512 B at least), so a block wastes under 25% of its size and
 // tensors whose sizes differ a little share a class. Blocks are never split or merged: simple, and
 // enough for a training or inference loop, whose tensor sizes repeat from step to step.
@@ -14,6 +18,7 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "ctmllm/core/error.hpp"
@@ -38,6 +43,9 @@ struct AllocatorStats {
   uint64_t cache_hits = 0;          // requests served from a free list
 };
 
+// A stream as the cache sees it: an opaque key (the cudaStream_t on the device).
+using StreamKey = const void*;
+
 // Backend: `void* malloc(size_t)` (nullptr when out of memory; other failures throw) and
 // `void free(void*)`.
 template <class Backend>
@@ -47,11 +55,11 @@ class BlockCache {
   BlockCache(const BlockCache&) = delete;
   BlockCache& operator=(const BlockCache&) = delete;
 
-  void* allocate(size_t bytes) {
+  void* allocate(size_t bytes, StreamKey stream = nullptr) {
     const size_t cls = size_class(bytes);
     std::lock_guard lock(mutex_);
     void* p = nullptr;
-    auto bin = free_.find(cls);
+    auto bin = free_.find({stream, cls});
     if (bin != free_.end() && !bin->second.empty()) {
       p = bin->second.back();  // the most recently freed block: likeliest to be in L2
       bin->second.pop_back();
@@ -67,19 +75,38 @@ class BlockCache {
       stats_.reserved += cls;
       ++stats_.device_allocations;
     }
-    live_.emplace(p, cls);
+    live_.emplace(p, Live{cls, stream});
     stats_.in_use += cls;
     stats_.peak_in_use = std::max(stats_.peak_in_use, stats_.in_use);
     return p;
   }
 
+  // The stream a live block was allocated for.
+  StreamKey stream_of(void* p) const {
+    std::lock_guard lock(mutex_);
+    return find_live(p)->second.stream;
+  }
+
   void deallocate(void* p) {
     std::lock_guard lock(mutex_);
-    const auto it = live_.find(p);
-    CTMLLM_CHECK(it != live_.end(), "BlockCache::deallocate: ", p, " was not allocated here");
-    free_[it->second].push_back(p);
-    stats_.in_use -= it->second;
+    const auto it = find_live(p);
+    free_[{it->second.stream, it->second.size_class}].push_back(p);
+    stats_.in_use -= it->second.size_class;
     live_.erase(it);
+  }
+
+  // Makes every block of stream `from`, cached or live, a block of stream `to` (once `from` has no
+  // work left: it is going away).
+  void retire_stream(StreamKey from, StreamKey to) {
+    std::lock_guard lock(mutex_);
+    if (from == to) return;
+    for (auto it = free_.lower_bound({from, 0}); it != free_.end() && it->first.first == from;) {
+      std::vector<void*>& into = free_[{to, it->first.second}];
+      into.insert(into.end(), it->second.begin(), it->second.end());
+      it = free_.erase(it);
+    }
+    for (auto& [p, block] : live_)
+      if (block.stream == from) block.stream = to;
   }
 
   // Returns every cached (free) block to the backend; live blocks stay.
@@ -98,18 +125,29 @@ class BlockCache {
   }
 
  private:
+  struct Live {
+    size_t size_class;
+    StreamKey stream;
+  };
+
+  auto find_live(void* p) const {
+    const auto it = live_.find(p);
+    CTMLLM_CHECK(it != live_.end(), "BlockCache: ", p, " was not allocated here");
+    return it;
+  }
+
   void release_locked() {
-    for (auto& [cls, blocks] : free_) {
+    for (auto& [key, blocks] : free_) {
       for (void* p : blocks) backend_.free(p);
-      stats_.reserved -= cls * blocks.size();
+      stats_.reserved -= key.second * blocks.size();
       blocks.clear();
     }
   }
 
   Backend backend_;
   mutable std::mutex mutex_;
-  std::map<size_t, std::vector<void*>> free_;  // size class -> free blocks
-  std::unordered_map<void*, size_t> live_;     // block -> its size class
+  std::map<std::pair<StreamKey, size_t>, std::vector<void*>> free_;  // (stream, size class) -> free blocks
+  std::unordered_map<void*, Live> live_;
   AllocatorStats stats_;
 };
 

@@ -1,8 +1,8 @@
 #pragma once
 // Device events, for timing work on a stream: elapsed_ms(start, stop) once stop has been reached.
 
+#include "ctmllm/core/cuda/current_stream.hpp"
 #include "ctmllm/core/cuda/error.hpp"
-#include "ctmllm/core/cuda/stream.hpp"
 
 namespace ctmllm::cuda {
 

@@ -1,6 +1,6 @@
 #pragma once
-// CUDA graphs: the work a function queues on the current device's stream, recorded once and then
-// replayed with one launch (no per-kernel launch cost on the host, no gaps between kernels).
+// CUDA graphs: the work a function queues on the current stream, recorded once and then replayed
+// with one launch (no per-kernel launch cost on the host, no gaps between kernels).
 //
 // A replay runs exactly the recorded launches on exactly the recorded addresses, so what changes from
 // one replay to the next must live in device buffers that outlive the graph, rewritten before each
@@ -12,9 +12,9 @@
 #include <utility>
 
 #include "ctmllm/core/cuda/allocator.hpp"
+#include "ctmllm/core/cuda/current_stream.hpp"
 #include "ctmllm/core/cuda/error.hpp"
 #include "ctmllm/core/cuda/per_device.hpp"
-#include "ctmllm/core/cuda/stream.hpp"
 
 namespace ctmllm::cuda {
 
@@ -27,7 +27,7 @@ class Graph {
     if (this != &o) {
       reset();
       exec_ = std::exchange(o.exec_, nullptr);
-      stream_ = std::exchange(o.stream_, nullptr);
+      done_ = std::exchange(o.done_, nullptr);
       device_ = o.device_;
       nodes_ = o.nodes_;
       pool_ = std::move(o.pool_);
@@ -37,33 +37,34 @@ class Graph {
   Graph(const Graph&) = delete;
   Graph& operator=(const Graph&) = delete;
 
-  // Records what f() queues on the current device's stream. f's work does not run: launch() runs it.
+  // Records what f() queues on the current stream. f's work does not run: launch() runs it.
   // Tensors f allocates live in the graph's pool; keep the ones to read after a launch (the outputs).
   // Throws Error when f throws or queues something a capture cannot hold.
   template <class F>
   static Graph capture(F&& f) {
     Graph g;
     g.device_ = current_device();
-    g.stream_ = current_stream();
+    const cudaStream_t stream = current_stream();
     g.pool_ = std::make_shared<PrivatePool>(g.device_);
-    CTMLLM_CUDA_CHECK(cudaStreamBeginCapture(g.stream_, cudaStreamCaptureModeRelaxed));
+    CTMLLM_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
     cudaGraph_t graph = nullptr;
     try {
       const UsePrivatePool use(g.pool_);
       f();
     } catch (...) {
-      cudaStreamEndCapture(g.stream_, &graph);  // the stream must leave capture mode; the error thrown says why
+      cudaStreamEndCapture(stream, &graph);  // the stream must leave capture mode; the error thrown says why
       if (graph) cudaGraphDestroy(graph);
       cudaGetLastError();
       throw;
     }
-    const cudaError_t ended = cudaStreamEndCapture(g.stream_, &graph);
+    const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
     if (ended != cudaSuccess && graph) cudaGraphDestroy(graph);
     check(ended, "cudaStreamEndCapture (the captured work held a call that a graph cannot replay)");
     cudaError_t e = cudaGraphGetNodes(graph, nullptr, &g.nodes_);
     if (e == cudaSuccess) e = cudaGraphInstantiate(&g.exec_, graph, 0);
     cudaGraphDestroy(graph);
     check(e, "cudaGraphInstantiate");
+    CTMLLM_CUDA_CHECK(cudaEventCreateWithFlags(&g.done_, cudaEventDisableTiming));
     return g;
   }
 
@@ -71,24 +72,30 @@ class Graph {
   // Kernels, copies and memsets recorded.
   size_t nodes() const { return nodes_; }
 
-  // Queues one replay on the stream it was captured from (on its device).
+  // Queues one replay on the current stream (on the device it was captured on). Every replay writes
+  // the same blocks, so one on another stream than the last first waits for the last.
   void launch() const {
     CTMLLM_CHECK(exec_, "cuda::Graph::launch: no graph was captured");
     CTMLLM_CHECK(current_device() == device_, "cuda::Graph::launch: captured on device ", device_,
                  ", launched with device ", current_device(), " current");
-    CTMLLM_CUDA_CHECK(cudaGraphLaunch(exec_, stream_));
+    const cudaStream_t stream = current_stream();
+    CTMLLM_CUDA_CHECK(cudaStreamWaitEvent(stream, done_, 0));  // no wait before the first replay: never recorded
+    CTMLLM_CUDA_CHECK(cudaGraphLaunch(exec_, stream));
+    CTMLLM_CUDA_CHECK(cudaEventRecord(done_, stream));
   }
 
  private:
   void reset() {
     if (!exec_) return;
-    cudaStreamSynchronize(stream_);  // a replay in flight still uses the pool's blocks
+    cudaEventSynchronize(done_);  // a replay in flight still uses the pool's blocks
+    cudaEventDestroy(done_);
     cudaGraphExecDestroy(exec_);
     exec_ = nullptr;
+    done_ = nullptr;
   }
 
   cudaGraphExec_t exec_ = nullptr;
-  cudaStream_t stream_ = nullptr;
+  cudaEvent_t done_ = nullptr;  // recorded after each replay
   int device_ = 0;
   size_t nodes_ = 0;
   std::shared_ptr<PrivatePool> pool_;  // the blocks the graph's work uses

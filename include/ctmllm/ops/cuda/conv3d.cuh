@@ -130,7 +130,8 @@ void conv3d_forward(const Tensor<T, Cuda>& x, const Tensor<T, Cuda>& w, const Te
   const int64_t B = x.size(0), Cout = w.size(0);
   if (y.numel() == 0) return;
   const cuda_impl::ConvDescriptors<T> desc(B, Cout, g);
-  const cudnnHandle_t h = cuda::Context::current().cudnn();
+  const cuda::Context::CudnnLease cudnn = cuda::Context::current().cudnn();
+  const cudnnHandle_t h = cudnn.get();
   int count = 0;
   cuda::check(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &count), "cudnnGetConvolutionForwardAlgorithmMaxCount");
   std::vector<cudnnConvolutionFwdAlgoPerf_t> ranked(size_t(std::max(count, 1)));
@@ -169,7 +170,8 @@ void conv3d_backward(const Tensor<T, Cuda>& dy, const Tensor<T, Cuda>& x, const 
     return;
   }
   const cuda_impl::ConvDescriptors<T> desc(B, Cout, g);
-  const cudnnHandle_t h = cuda::Context::current().cudnn();
+  const cuda::Context::CudnnLease cudnn = cuda::Context::current().cudnn();
+  const cudnnHandle_t h = cudnn.get();
   const float one = 1.0f, zero = 0.0f;
   if (dx.defined()) {
     int count = 0;

@@ -14,6 +14,7 @@
 
 #include <cublasLt.h>
 
+#include "ctmllm/core/cuda/allocator.hpp"
 #include "ctmllm/core/cuda/context.hpp"
 #include "ctmllm/core/cuda/library_error.hpp"
 #include "ctmllm/core/dtype.hpp"
@@ -104,8 +105,7 @@ void lt_matmul(const Mat<T>& a, const Mat<T>& b, T* c, int64_t batch, int64_t c_
   const auto la = layout_of(a.rows, a.cols, a.rs, a.cs), lb = layout_of(b.rows, b.cols, b.rs, b.cs);
   CTMLLM_CHECK(la && lb, "gemm: operand strides cuBLASLt cannot read in place");
   CTMLLM_CHECK(!bias || batch == 1, "gemm: a bias epilogue with a batch");
-  cuda::Context& ctx = cuda::Context::current();
-  const cublasLtHandle_t handle = ctx.cublaslt();
+  const cublasLtHandle_t handle = cuda::Context::current().cublaslt();
 
   cublasLtMatmulDesc_t op_raw = nullptr;
   cuda::check(cublasLtMatmulDescCreate(&op_raw, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
@@ -146,9 +146,12 @@ void lt_matmul(const Mat<T>& a, const Mat<T>& b, T* c, int64_t batch, int64_t c_
   CTMLLM_CHECK(found > 0, "gemm: cuBLASLt has no algorithm for ", m, "x", k, " by ", k, "x", n, " (batch ", batch, ", ",
                dtype_name(dtype_v<T>), ")");
   const float alpha = 1.0f, beta = 0.0f;
+  // Scratch from the caching allocator, for this stream: freed here, it goes to the stream's next
+  // request, whose work is queued after this GEMM.
+  const size_t workspace_bytes = heuristic.workspaceSize;
+  const std::shared_ptr<std::byte> workspace = workspace_bytes ? cuda::allocate(workspace_bytes) : nullptr;
   cuda::check(cublasLtMatmul(handle, op_raw, &alpha, b.p, first.get(), a.p, second.get(), &beta, c, out.get(), c,
-                             out.get(), &heuristic.algo, ctx.cublas_workspace(), cuda::Context::kCublasWorkspaceBytes,
-                             ctx.stream()),
+                             out.get(), &heuristic.algo, workspace.get(), workspace_bytes, cuda::current_stream()),
               "cublasLtMatmul");
 }
 

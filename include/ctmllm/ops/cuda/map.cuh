@@ -3,7 +3,7 @@
 // loop: 16-byte loads and stores when every pointer is 16-byte aligned (a Pack of T per thread), one
 // element at a time for the tail and for unaligned views; a strided form for expanded operands.
 // f is a functor with a __device__ operator() on floats.
-#include "ctmllm/core/cuda/stream.hpp"
+#include "ctmllm/core/cuda/current_stream.hpp"
 #include "ctmllm/core/tensor.hpp"
 #include "ctmllm/ops/cuda/dtype.cuh"
 #include "ctmllm/ops/cuda/launch.cuh"

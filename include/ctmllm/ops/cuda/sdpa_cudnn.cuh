@@ -359,14 +359,14 @@ Tensor<T, Cuda> make_sdpa_bias(const Tensor<uint8_t, Cuda>& keep, int64_t B, int
 
 inline void run_sdpa_graph(const SdpaGraph& g, std::unordered_map<int64_t, void*>& pack) {
   const std::shared_ptr<std::byte> workspace = g.workspace > 0 ? cuda::allocate(size_t(g.workspace)) : nullptr;
-  const fe::error_t status = g.graph->execute(cuda::Context::current().cudnn(), pack, workspace.get());
+  const fe::error_t status = g.graph->execute(cuda::Context::current().cudnn().get(), pack, workspace.get());
   CTMLLM_CHECK(status.is_good(), "attention (cuDNN SDPA): executing the graph failed: ", status.err_msg);
   ++cudnn_sdpa_runs();
 }
 
 // The graph for key, built on first use on the current device's cuDNN handle.
 inline std::shared_ptr<const SdpaGraph> sdpa_graph(const SdpaKey& key) {
-  return SdpaGraphCache::instance().get(key, [&] { return build_sdpa_graph(key, cuda::Context::current().cudnn()); });
+  return SdpaGraphCache::instance().get(key, [&] { return build_sdpa_graph(key, cuda::Context::current().cudnn().get()); });
 }
 
 // out and lse of attention through cuDNN (the contract of impl::attention_forward); false, with
