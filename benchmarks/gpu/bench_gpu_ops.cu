@@ -3,12 +3,14 @@
 // embedding backward, cross-entropy and attention (at the ViT-B shape and at Llama-3-8B prefill and
 // decode shapes: cuDNN's fused SDPA when built with the cudnn-frontend, but for decode, else the own
 // kernels; with the frontend, the *_fallback timings run the own kernels at the ViT-B and prefill
-// shapes, and the counter cudnn_sdpa says which path ran), in the shapes that torch_gpu_reference.py
+// shapes, and the counter cudnn_sdpa says which path ran), the decode GEMV over bf16 weights under
+// float activations (llm::Storage::bf16 on the GPU), in the shapes that torch_gpu_reference.py
 // times in PyTorch; run_h200.sh prints both with their ratio. Inputs are random (never zeros: they
 // run faster than real data). Without a GPU every benchmark skips.
 #include <optional>
 
 #include "device_timing.hpp"
+#include "ctmllm/llm/cuda/bf16_linear.cuh"
 #include "ctmllm/ops/activation.hpp"
 #include "ctmllm/ops/attention.hpp"
 #include "ctmllm/ops/embedding.hpp"
@@ -101,6 +103,20 @@ void cross_entropy_bf16_8192x128256(benchmark::State& state) {  // forward over 
   time_on_device(state, 2.0 * 8192 * 128256, 0, [&] { benchmark::DoNotOptimize(ops::cross_entropy(logits, targets)); });
 }
 
+// A decode step's linear in bf16 storage: x float [rows, 4096] · w bf16 [14336, 4096]ᵀ (Llama-3-8B's
+// MLP up projection) through the GEMV kernel. PyTorch has no float-activation form: its figure is
+// F.linear in bf16 on the same shape, which reads the same weight bytes.
+void time_linear_bf16_weights(benchmark::State& state, int64_t rows) {
+  if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+  const auto x = device_normal<float>({rows, 4096}, 25);
+  const auto w = device_normal<bf16>({14336, 4096}, 26);
+  const Tensor<float, Cuda> no_bias;
+  time_on_device(state, 2.0 * 14336 * 4096 + 4.0 * double(rows) * (4096 + 14336), 2.0 * double(rows) * 14336 * 4096,
+                 [&] { benchmark::DoNotOptimize(llm::kernels::linear_bf16(x, w, no_bias)); });
+}
+void linear_bf16w_f32x_14336x4096_B1(benchmark::State& state) { time_linear_bf16_weights(state, 1); }
+void linear_bf16w_f32x_14336x4096_B3(benchmark::State& state) { time_linear_bf16_weights(state, 3); }
+
 // q [B, Hq, Sq, D], k and v [B, Hkv, Sk, D] in bf16; forward, or backward from the forward's result;
 // on the own kernels when `fallback` (a difference only when built with the cudnn-frontend).
 void time_attention(benchmark::State& state, int64_t B, int64_t Hq, int64_t Hkv, int64_t Sq, int64_t Sk, int64_t D,
@@ -155,6 +171,8 @@ BENCHMARK(transpose_copy_bf16_8192x4096)->UseManualTime()->Unit(benchmark::kMill
 BENCHMARK(rope_bf16_1x32x8192x128)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(embedding_backward_bf16_8192x128256x4096)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(cross_entropy_bf16_8192x128256)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(linear_bf16w_f32x_14336x4096_B1)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(linear_bf16w_f32x_14336x4096_B3)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(attention_fwd_bf16_vitb_1x12x2049x64)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(attention_bwd_bf16_vitb_1x12x2049x64)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(attention_fwd_bf16_llama8b_prefill_2048)->UseManualTime()->Unit(benchmark::kMillisecond);

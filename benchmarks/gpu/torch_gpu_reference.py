@@ -64,6 +64,8 @@ def main():
 
     edy = r(8192, 4096)
     eids = torch.randint(0, 128256, (8192,), device=dev)
+    gw = r(14336, 4096)
+    gx1, gx3 = r(1, 4096), r(3, 4096)
     logits = r(8192, 128256)
     targets = torch.randint(0, 128256, (8192,), device=dev)
 
@@ -93,6 +95,9 @@ def main():
         "embedding_backward_bf16_8192x128256x4096": lambda: torch.ops.aten.embedding_dense_backward(
             edy, eids, 128256, -1, False),
         "cross_entropy_bf16_8192x128256": lambda: F.cross_entropy(logits, targets),
+        # Ours keeps x in float over the bf16 weights; PyTorch's nearest form is all bf16 (the same weight bytes).
+        "linear_bf16w_f32x_14336x4096_B1": lambda: F.linear(gx1, gw),
+        "linear_bf16w_f32x_14336x4096_B3": lambda: F.linear(gx3, gw),
         "attention_fwd_bf16_vitb_1x12x2049x64": attention(1, 12, 12, 2049, 2049, 64, False, False),
         "attention_bwd_bf16_vitb_1x12x2049x64": attention(1, 12, 12, 2049, 2049, 64, False, True),
         "attention_fwd_bf16_llama8b_prefill_2048": attention(1, 32, 8, 2048, 2048, 128, True, False),

@@ -16,10 +16,10 @@ using testing::rel_error;
 
 namespace {
 Tensor<float> run(const Tensor<float>& x, const Tensor<bf16>& w, const Tensor<float>& b, bool reference = false) {
+  if (!reference) return llm::kernels::linear_bf16(x, w, b);
   Tensor<float> y = Tensor<float>::empty({x.size(0), w.size(0)});
-  const auto kernel = reference ? llm::kernels::linear_bf16_reference : llm::kernels::linear_bf16;
-  kernel(x.data(), x.size(0), x.size(1), reinterpret_cast<const uint16_t*>(w.data()), w.size(0),
-         b.defined() ? b.data() : nullptr, y.data());
+  llm::kernels::linear_bf16_reference(x.data(), x.size(0), x.size(1), llm::kernels::bf16_bits(w), w.size(0),
+                                      b.defined() ? b.data() : nullptr, y.data());
   return y;
 }
 }  // namespace
@@ -63,8 +63,22 @@ TEST_CASE("bf16 embedding rows convert exactly", "[llm][bf16]") {
   Rng rng(13);
   const Tensor<bf16> table = rng.normal<float>({10, 7}).to<bf16>();
   const std::vector<int64_t> ids = {3, 9, 3, 0};
-  Tensor<float> y = Tensor<float>::empty({4, 7});
-  llm::kernels::embedding_bf16(reinterpret_cast<const uint16_t*>(table.data()), 7, ids.data(), 4, y.data());
+  const Tensor<float> y = llm::kernels::embedding_bf16(table, Tensor<int64_t>::from(ids, {2, 2}));
+  REQUIRE(y.shape() == Shape{2, 2, 7});
   for (int64_t i = 0; i < 4; ++i)
-    for (int64_t h = 0; h < 7; ++h) CHECK(y.at(i, h) == float(table.at(ids[size_t(i)], h)));
+    for (int64_t h = 0; h < 7; ++h) CHECK(y.at(i / 2, i % 2, h) == float(table.at(ids[size_t(i)], h)));
+  CHECK_THROWS_WITH(llm::kernels::embedding_bf16(table, Tensor<int64_t>::from({2, 10}, {2})),
+                    Catch::Contains("id 10 at index 1"));
+}
+
+TEST_CASE("the input gradient through bf16 weights equals dy times the converted weights", "[llm][bf16]") {
+  Rng rng(14);
+  for (const int64_t n : {1, 5, 300}) {  // 300: more than one tile of dy rows
+    for (const int64_t in : {7, 301}) {
+      INFO("n " << n << ", in " << in);
+      const Tensor<bf16> w = rng.normal<float>({130, in}).to<bf16>();  // 130: more than one block of weight rows
+      const Tensor<float> dy = rng.normal<float>({n, 130});
+      CHECK(rel_error(llm::kernels::linear_bf16_backward_input(dy, w), ops::matmul(dy, w.to<float>())) <= 1e-6);
+    }
+  }
 }

@@ -17,6 +17,9 @@
 // and for the tests.
 //
 // linear_bf16_backward_input: dx = dy · w, the input gradient through the frozen weight.
+//
+// At the end, the same products on Cpu tensors: the device-generic calls of llm/weights.hpp, whose
+// Cuda overloads are in llm/cuda/bf16_linear.cuh.
 #include <algorithm>
 #include <bit>
 #include <cstdint>
@@ -33,6 +36,7 @@
 
 #include "ctmllm/core/parallel.hpp"
 #include "ctmllm/core/tensor.hpp"
+#include "ctmllm/ops/cpu/embedding.hpp"
 #include "ctmllm/ops/cpu/matmul.hpp"
 
 namespace ctmllm::llm::kernels {
@@ -311,6 +315,39 @@ inline void embedding_bf16(const uint16_t* table, int64_t H, const int64_t* ids,
       for (int64_t h = 0; h < H; ++h) y[i * H + h] = bf16_bits_to_float(row[h]);
     }
   });
+}
+
+inline const uint16_t* bf16_bits(const Tensor<bf16, Cpu>& t) { return reinterpret_cast<const uint16_t*>(t.data()); }
+
+// w as a new float tensor of its shape, and back (rounded to nearest, ties to even).
+inline Tensor<float, Cpu> widen_bf16(const Tensor<bf16, Cpu>& w) { return w.to<float>(); }
+inline Tensor<bf16, Cpu> round_to_bf16(const Tensor<float, Cpu>& w) { return w.to<bf16>(); }
+
+// y [n, out] = x [n, in] · wᵀ + b (b [out] or undefined); x and b contiguous.
+inline Tensor<float, Cpu> linear_bf16(const Tensor<float, Cpu>& x, const Tensor<bf16, Cpu>& w, const Tensor<float, Cpu>& b) {
+  const int64_t n = x.size(0), in = x.size(1), out = w.size(0);
+  Tensor<float, Cpu> y = Tensor<float, Cpu>::empty({n, out});
+  linear_bf16(x.data(), n, in, bf16_bits(w.contiguous()), out, b.defined() ? b.data() : nullptr, y.data());
+  return y;
+}
+
+// dx [n, in] = dy [n, out] · w; dy contiguous.
+inline Tensor<float, Cpu> linear_bf16_backward_input(const Tensor<float, Cpu>& dy, const Tensor<bf16, Cpu>& w) {
+  const int64_t n = dy.size(0), out = w.size(0), in = w.size(1);
+  Tensor<float, Cpu> dx = Tensor<float, Cpu>::empty({n, in});
+  linear_bf16_backward_input(dy.data(), n, out, bf16_bits(w.contiguous()), in, dx.data());
+  return dx;
+}
+
+// Rows ids[...] of table [V, H] as float [..., H]; an id outside [0, V) is an Error.
+inline Tensor<float, Cpu> embedding_bf16(const Tensor<bf16, Cpu>& table, const Tensor<int64_t, Cpu>& ids) {
+  const Tensor<int64_t, Cpu> flat = ids.contiguous();
+  ops::impl::check_embedding_ids(flat, table.size(0), "TokenEmbedding");
+  Shape shape = ids.shape();
+  shape.push_back(table.size(1));
+  Tensor<float, Cpu> y = Tensor<float, Cpu>::empty(shape);
+  embedding_bf16(bf16_bits(table.contiguous()), table.size(1), flat.data(), flat.numel(), y.data());
+  return y;
 }
 
 }  // namespace ctmllm::llm::kernels

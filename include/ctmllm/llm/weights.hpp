@@ -19,6 +19,9 @@
 #include "ctmllm/core/rng.hpp"
 #include "ctmllm/io/checkpoint.hpp"
 #include "ctmllm/llm/bf16_linear.hpp"
+#if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)
+#include "ctmllm/llm/cuda/bf16_linear.cuh"
+#endif
 #include "ctmllm/nn/lora.hpp"
 #include "ctmllm/ops/reduce.hpp"
 
@@ -29,13 +32,14 @@ enum class Storage { compute, bf16 };  // matrices in T (trainable) or in bf16 (
 enum class Role { matrix, embedding, norm, bias };  // what a tensor is, for RandomWeights' scale
 
 namespace detail {
+// The bf16 kernels run on float activations: on the CPU, and on the GPU where its kernels are
+// reachable (CUDA C++ compiled by nvcc, llm/cuda/bf16_linear.cuh).
 template <class T, class D>
-constexpr bool bf16_supported = std::is_same_v<T, float>&& std::is_same_v<D, Cpu>;
+constexpr bool bf16_supported = std::is_same_v<T, float> && ops::has_kernels_v<D>;
 
-// The bf16 kernels run on float activations on the CPU; other combinations have no kernel.
 template <class T, class D>
 void check_bf16_supported() {
-  CTMLLM_CHECK((bf16_supported<T, D>), "bf16 weight storage needs float activations on the CPU, not ",
+  CTMLLM_CHECK((bf16_supported<T, D>), "bf16 weight storage needs float activations (on the GPU from a .cu file), not ",
                dtype_name(dtype_v<T>), " on ", D::name);
 }
 }  // namespace detail
@@ -68,27 +72,20 @@ struct Dense {
     CTMLLM_CHECK(x.rank() >= 1 && x.size(-1) == in, "Dense: x ", x.value().describe(), " does not match the bf16 weight ",
                  weight_bf16.describe());
     if constexpr (detail::bf16_supported<T, D>) {
+      const int64_t rows = x.value().numel() / std::max<int64_t>(in, 1);
+      const Tensor<T, D> bv = b.defined() ? b.value().contiguous() : Tensor<T, D>();
       Shape shape = x.shape();
       shape[shape.rank() - 1] = out;
-      Tensor<T, D> y = Tensor<T, D>::empty(shape);
-      const Tensor<T, D> xc = x.value().contiguous();
-      const int64_t rows = xc.numel() / std::max<int64_t>(in, 1);
-      const Tensor<T, D> bv = b.defined() ? b.value().contiguous() : Tensor<T, D>();
-      const auto* w = reinterpret_cast<const uint16_t*>(weight_bf16.data());
-      kernels::linear_bf16(xc.data(), rows, in, w, out, bv.defined() ? bv.data() : nullptr, y.data());
+      Tensor<T, D> y = kernels::linear_bf16(x.value().contiguous().reshape({rows, in}), weight_bf16, bv).reshape(shape);
       // Only x (and a trainable bias) get gradients; the node keeps the weight alive by handle.
       const Tensor<bf16, D> wt = weight_bf16;
       const Shape x_shape = x.shape();
       const bool need_x = x.requires_grad(), need_b = b.requires_grad();
-      return autograd::record(std::move(y), "linear_bf16", {x, b}, [wt, x_shape, in, out, need_x, need_b](const Tensor<T, D>& dy) {
-        const Tensor<T, D> g = dy.contiguous();
-        const int64_t n = g.numel() / std::max<int64_t>(out, 1);
+      return autograd::record(std::move(y), "linear_bf16", {x, b}, [wt, x_shape, out, need_x, need_b](const Tensor<T, D>& dy) {
+        const Tensor<T, D> g = dy.contiguous().reshape({dy.numel() / std::max<int64_t>(out, 1), out});
         Tensor<T, D> dx, db;
-        if (need_x) {
-          dx = Tensor<T, D>::empty(x_shape);
-          kernels::linear_bf16_backward_input(g.data(), n, out, reinterpret_cast<const uint16_t*>(wt.data()), in, dx.data());
-        }
-        if (need_b) db = ops::sum(g.reshape({n, out}), {0});
+        if (need_x) dx = kernels::linear_bf16_backward_input(g, wt).reshape(x_shape);
+        if (need_b) db = ops::sum(g, {0});
         return std::vector<Tensor<T, D>>{dx, db};
       });
     } else {
@@ -100,7 +97,7 @@ struct Dense {
   // W [out, in] in T (a bf16 weight converted).
   Tensor<T, D> weight_value() const {
     if (weight.defined()) return weight.value();
-    if constexpr (detail::bf16_supported<T, D>) return weight_bf16.template to<T>();
+    if constexpr (detail::bf16_supported<T, D>) return kernels::widen_bf16(weight_bf16);
     detail::check_bf16_supported<T, D>();
     return {};
   }
@@ -109,7 +106,7 @@ struct Dense {
   void set_weight_value(const Tensor<T, D>& w) {
     if (weight.defined()) return weight.set_value(w);
     check_shape(w, weight_bf16.shape(), "Dense::set_weight_value", "weight");
-    if constexpr (detail::bf16_supported<T, D>) weight_bf16 = w.template to<bf16>();
+    if constexpr (detail::bf16_supported<T, D>) weight_bf16 = kernels::round_to_bf16(w);
     else detail::check_bf16_supported<T, D>();
   }
 };
@@ -126,18 +123,12 @@ struct TokenEmbedding {
   // ids [...] -> [..., hidden]; an id outside [0, vocab) is an Error.
   autograd::Variable<T, D> operator()(const Tensor<int64_t, D>& ids) const {
     if (weight.defined()) return autograd::embedding(weight, ids);
-    const Tensor<int64_t, Cpu> host = ids.template to_device<Cpu>();
-    ops::impl::check_embedding_ids(host, vocab(), "TokenEmbedding");
-    Shape shape = ids.shape();
-    shape.push_back(hidden());
-    Tensor<T, D> y = Tensor<T, D>::empty(shape);
     if constexpr (detail::bf16_supported<T, D>) {
-      kernels::embedding_bf16(reinterpret_cast<const uint16_t*>(weight_bf16.data()), hidden(), host.data(),
-                              host.numel(), y.data());
+      return autograd::Variable<T, D>(kernels::embedding_bf16(weight_bf16, ids));
     } else {
       detail::check_bf16_supported<T, D>();
+      return {};
     }
-    return autograd::Variable<T, D>(std::move(y));
   }
   // lm_head tied to these rows (Qwen2, Gemma): the same Variable, so both uses accumulate one gradient.
   Dense<T, D> tied_head() const { return Dense<T, D>{weight, weight_bf16, {}, {}}; }
