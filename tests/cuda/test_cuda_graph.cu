@@ -1,9 +1,12 @@
-// CUDA graphs (core/cuda/graph.hpp): captured ops replay on new contents of their input buffers,
-// the capture's tensors live in the graph's own pool, a device-held index moves index_copy_'s write
-// between replays, and a capture that cannot work (a read-back) throws and leaves the stream usable.
+// CUDA graphs (core/cuda/graph.hpp): captured ops replay on new contents of their input buffers, on
+// the capture's stream and on others; the capture's tensors live in the graph's own pool, a
+// device-held index moves index_copy_'s write between replays, and a capture that cannot work (a
+// read-back) throws and leaves the stream usable.
+#include <optional>
 #include <vector>
 
 #include "ctmllm/core/cuda/graph.hpp"
+#include "ctmllm/core/cuda/stream.hpp"
 #include "ctmllm/ops/elementwise.hpp"
 #include "ctmllm/ops/shape_ops.hpp"
 #include "cuda/gpu_check.hpp"
@@ -23,7 +26,12 @@ TEST_CASE("cuda graphs replay captured ops on new input contents", "[cuda][core]
   CHECK(graph.nodes() >= 2);
   CHECK(cuda::allocator().stats().in_use == shared_before);  // y and the sum live in the graph's pool
   CHECK_FALSE(cuda::capturing());
-  for (int replay = 0; replay < 3; ++replay) {
+  // Three replays on the stream of the capture, then four alternating over two other streams
+  // (core/cuda/stream.hpp): each waits for the one before.
+  const ctmllm::cuda::Stream first, second;
+  for (int replay = 0; replay < 7; ++replay) {
+    std::optional<ctmllm::cuda::StreamScope> scope;
+    if (replay >= 3) scope.emplace(replay % 2 ? first.get() : second.get());
     const auto host = rng.normal<float>(shape);
     Cuda::copy_from_host(x.data(), host.data(), size_t(host.numel()) * sizeof(float));
     graph.launch();
