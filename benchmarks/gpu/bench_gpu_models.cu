@@ -1,7 +1,10 @@
 // Model timings on the GPU (Google Benchmark, manual time), the workloads torch_gpu_reference.py
 // times in PyTorch under the same names:
 //  - the 3D ViT-B forward (1×1×32×256×256, patch 4×16×16, hidden 768, 12 layers; 2049 tokens) with
-//    bf16 weights and activations at batch 1, 2 and 8 (CUDA events around the forward);
+//    bf16 weights and activations at batch 1, 2 and 8 (CUDA events around the forward), and two
+//    batch-1 forwards at once, each from its own thread on its own stream (cuda::StreamScope): the
+//    wall time until both are done, against PyTorch's two streams from one thread (compare with
+//    twice the B1 row: what the GPU gains by overlapping two requests);
 //  - a Llama-3.1-8B-shaped decoder with random bf16 weights (16 GB): the prefill of 512 embedded
 //    tokens (logits of the last position only), and greedy decode steps after it with the KV cache
 //    on the device, at batch 1 and 3. A step is the wall time of one token per row: the forward of
@@ -18,11 +21,16 @@
 //    (reset before the first, as PyTorch's max_memory_allocated after reset_peak_memory_stats).
 // Without a GPU every benchmark skips.
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <exception>
 #include <span>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "ctmllm/bench/workloads.hpp"
+#include "ctmllm/core/cuda/stream.hpp"
 #include "ctmllm/llm/decoder.hpp"
 #include "ctmllm/llm/static_decode_step.hpp"
 #include "ctmllm/mllm/model.hpp"
@@ -56,6 +64,43 @@ void vit3d_b_fwd_bf16(benchmark::State& state, int64_t batch) {
 void vit3d_b_fwd_bf16_B1(benchmark::State& state) { vit3d_b_fwd_bf16(state, 1); }
 void vit3d_b_fwd_bf16_B2(benchmark::State& state) { vit3d_b_fwd_bf16(state, 2); }
 void vit3d_b_fwd_bf16_B8(benchmark::State& state) { vit3d_b_fwd_bf16(state, 8); }
+
+void vit3d_b_fwd_bf16_B1_two_streams(benchmark::State& state) {
+  if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+  const vision::ViT3DConfig c;
+  vision::ViT3D<bf16, Cuda> vit(c);
+  Rng rng(1);
+  vit.init(rng);
+  using Input = autograd::Variable<bf16, Cuda>;
+  const std::array<Input, 2> x = {Input(device_normal<bf16>({1, 1, 32, 256, 256}, 2)),
+                                  Input(device_normal<bf16>({1, 1, 32, 256, 256}, 3))};
+  ctmllm::cuda::synchronize();
+  std::array<ctmllm::cuda::Stream, 2> streams;
+  std::array<std::string, 2> errors;
+  const auto forward_on = [&](size_t i) {
+    try {
+      autograd::NoGradGuard no_grad;  // per thread
+      const ctmllm::cuda::StreamScope scope(streams[i].get());
+      benchmark::DoNotOptimize(vit.forward(x[i]).tokens.value());
+      streams[i].synchronize();
+    } catch (const std::exception& e) {
+      errors[i] = e.what();
+    }
+  };
+  const auto both = [&] {
+    std::thread other(forward_on, size_t(1));
+    forward_on(0);
+    other.join();
+  };
+  both();  // warm-up
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    both();
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  for (const std::string& e : errors)
+    if (!e.empty()) return state.SkipWithError(e.c_str());
+}
 
 // The 8B decoder, built once (random weights drawn on the host take a while) and kept for the
 // program's life: never destroyed, so no device memory is freed after the CUDA runtime shuts down.
@@ -182,6 +227,7 @@ void train_lora_r16_B2_L768_step(benchmark::State& state) { train_step_8b(state,
 BENCHMARK(vit3d_b_fwd_bf16_B1)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(20);
 BENCHMARK(vit3d_b_fwd_bf16_B2)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(20);
 BENCHMARK(vit3d_b_fwd_bf16_B8)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(10);
+BENCHMARK(vit3d_b_fwd_bf16_B1_two_streams)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(20);
 BENCHMARK(llama8b_prefill512_bf16_B1)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
 BENCHMARK(llama8b_prefill512_bf16_B3)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
 // Exactly kDecodeSteps: the cache holds that many steps after the prefill and the warm-up.

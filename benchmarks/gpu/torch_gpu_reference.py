@@ -124,6 +124,20 @@ def vit_forward():
         x = torch.rand(batch, 1, 32, 256, 256, device="cuda", dtype=torch.bfloat16)
         with torch.no_grad():
             out[f"vit3d_b_fwd_bf16_B{batch}"] = median_seconds(lambda: vit(x, sdpa=True), warmup=3, reps=10)
+    # Two batch-1 forwards on two streams from this thread (PyTorch's usual way to overlap requests).
+    inputs = [torch.rand(1, 1, 32, 256, 256, device="cuda", dtype=torch.bfloat16) for _ in range(2)]
+    streams = [torch.cuda.Stream() for _ in range(2)]
+
+    def two_streams():
+        for s, x in zip(streams, inputs):
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                vit(x, sdpa=True)
+        for s in streams:
+            torch.cuda.current_stream().wait_stream(s)
+
+    with torch.no_grad():
+        out["vit3d_b_fwd_bf16_B1_two_streams"] = median_seconds(two_streams, warmup=3, reps=20)
     del vit
     torch.cuda.empty_cache()
     return out
