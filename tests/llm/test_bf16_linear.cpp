@@ -1,11 +1,14 @@
-// The bf16-weight kernels against ops::linear on the same weights converted to float and against the
-// plain reference loops: every row count of the GEMV path (groups of 4 rows and their remainders) and
-// the prefill tiles (groups of 4 rows and their remainders), output counts that are not a multiple of the tile (and below it), lengths
-// with and without a vector tail, with and without bias; results independent of the thread count.
+// The bf16-weight kernels against ops::linear on the same weights converted to float and against
+// the plain reference loops: every row count of the GEMV path (groups of 4 rows and their
+// remainders) and the prefill tiles (groups of 4 rows and their remainders), output counts that are
+// not a multiple of the tile (and below it), lengths with and without a vector tail, with and
+// without bias; results independent of the thread count; the input gradient, the embedding rows,
+// and a Dense with no input features.
 #include <vector>
 
 #include "ctmllm/core/rng.hpp"
 #include "ctmllm/llm/bf16_linear.hpp"
+#include "ctmllm/llm/weights.hpp"
 #include "ctmllm/ops/matmul.hpp"
 #include "support/catch.hpp"
 #include "support/compare.hpp"
@@ -81,4 +84,13 @@ TEST_CASE("the input gradient through bf16 weights equals dy times the converted
       CHECK(rel_error(llm::kernels::linear_bf16_backward_input(dy, w), ops::matmul(dy, w.to<float>())) <= 1e-6);
     }
   }
+}
+
+TEST_CASE("a bf16-stored Dense over zero input features gives its bias", "[llm][bf16]") {
+  llm::Dense<float> d;
+  d.weight_bf16 = Tensor<bf16>::zeros({3, 0});
+  d.bias = autograd::Variable<float>(Tensor<float>::from({1, 2, 3}, {3}));
+  const auto y = d(autograd::Variable<float>(Tensor<float>::zeros({2, 0}))).value();
+  REQUIRE(y.shape() == Shape{2, 3});
+  CHECK(y.to_vector() == std::vector<float>{1, 2, 3, 1, 2, 3});
 }

@@ -72,7 +72,8 @@ struct Dense {
     CTMLLM_CHECK(x.rank() >= 1 && x.size(-1) == in, "Dense: x ", x.value().describe(), " does not match the bf16 weight ",
                  weight_bf16.describe());
     if constexpr (detail::bf16_supported<T, D>) {
-      const int64_t rows = x.value().numel() / std::max<int64_t>(in, 1);
+      int64_t rows = 1;  // x's leading dimensions, as one
+      for (int64_t i = 0; i + 1 < x.rank(); ++i) rows *= x.size(i);
       const Tensor<T, D> bv = b.defined() ? b.value().contiguous() : Tensor<T, D>();
       Shape shape = x.shape();
       shape[shape.rank() - 1] = out;
