@@ -46,7 +46,7 @@ TEST_CASE("cuda linear over bf16 weights matches the CPU kernel", "[cuda][llm][b
   }
 }
 
-TEST_CASE("cuda bf16 embedding rows equal the CPU's; a bad id is an Error", "[cuda][llm][bf16]") {
+TEST_CASE("cuda bf16 embedding rows equal the CPU's and a bad id is an Error", "[cuda][llm][bf16]") {
   if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
   PoisonDeviceMemory poison;
   Rng rng(fresh_seed());
