@@ -128,9 +128,14 @@ TEST_CASE("a retired stream's blocks, cached and live, become another stream's",
   cache.retire_stream(&going, &staying);
   CHECK(cache.stream_of(held) == &staying);
   CHECK(cache.stream_of(other) == &staying);
-  CHECK(cache.allocate(900, &staying) == cached);  // the retired stream's cached block, now the other stream's
+  void* again = cache.allocate(900, &staying);  // the retired stream's cached block, now the other stream's
+  CHECK(again == cached);
   CHECK(cache.stats().device_allocations == 3);
   cache.deallocate(held);
-  CHECK(cache.allocate(5000, &staying) == held);  // freed after the retirement: back to its new stream
+  void* held_again = cache.allocate(5000, &staying);  // freed after the retirement: back to its new stream
+  CHECK(held_again == held);
   CHECK(cache.stats().cache_hits == 2);
+  for (void* p : {again, held_again, other}) cache.deallocate(p);
+  cache.release_cached();
+  CHECK(live.empty());
 }
