@@ -13,7 +13,8 @@ build=$root/build-gpu
 prebuilt=$build/prebuilt
 
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DCTMLLM_BUILD_TESTS=ON -DCTMLLM_BUILD_BENCHMARKS=ON -DCTMLLM_BUILD_EXAMPLES=OFF -DCTMLLM_BUILD_TOOLS=OFF >/dev/null
+  -DCTMLLM_BUILD_TESTS=ON -DCTMLLM_BUILD_BENCHMARKS=ON -DCTMLLM_BUILD_EXAMPLES=OFF -DCTMLLM_BUILD_TOOLS=OFF \
+  -DCTMLLM_NATIVE=OFF >/dev/null
 targets=(ctmllm_test_cuda ctmllm_bench_gpu ctmllm_bench_gpu_models)
 # The NCCL test when NCCL was found (run_h200.sh finds the GPU machine's libnccl in PyTorch's wheels).
 ninja -C "$build" -t targets all | grep -q '^ctmllm_test_nccl:' && targets+=(ctmllm_test_nccl)

@@ -94,6 +94,20 @@ TEST_CASE("out of memory releases cached blocks and retries once, then throws", 
   CHECK(live.empty());
 }
 
+TEST_CASE("a cache made to fail out of memory keeps its cached blocks", "[core][cuda]") {
+  std::map<void*, size_t> live;
+  BlockCache<FakeBackend> pool(FakeBackend{.limit = 4096, .live = &live}, OnOutOfMemory::fail);
+  void* a = pool.allocate(3000);  // 3072 of 4096
+  pool.deallocate(a);             // cached: a graph's kernels may still use it
+  CHECK_THROWS_AS(pool.allocate(2048), Error);
+  CHECK(live.size() == 1);
+  CHECK(pool.stats().reserved == 3072);
+  CHECK(pool.allocate(3000) == a);  // still there for the capture's own requests
+  pool.deallocate(a);
+  pool.release_cached();
+  CHECK(live.empty());
+}
+
 TEST_CASE("a freed block goes back to its stream's free list only", "[core][cuda]") {
   std::map<void*, size_t> live;
   BlockCache<FakeBackend> cache(FakeBackend{.live = &live});

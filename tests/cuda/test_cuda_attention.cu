@@ -44,6 +44,7 @@ void check_attention(uint64_t seed) {
       {"odd head dims", 1, 2, 1, 37, 29, 33, 17, false, true},
       {"head dim 128 (Llama)", 1, 4, 2, 40, 40, 128, 128, true, false},
       {"head dim 256", 1, 2, 2, 33, 33, 256, 256, false, false},
+      {"decode over a long cache, v without features (no split)", 1, 2, 2, 1, 100, 16, 0, true, false},
   };
   for (const AttentionCase& c : cases) {
     INFO(c.name);

@@ -1,7 +1,8 @@
 // conv3d and its backward on the GPU (cuDNN; the patch-shaped case through patch_embed) against the
 // CPU kernels for float32, bfloat16 and float16: padded, strided, uneven kernels, with and without
-// bias and dx, a strided input view. The CPU convolves in float32 only: 16-bit cases compare with it
-// on the same values in float32, rounded once to the element type.
+// bias and dx, a strided input view, an empty input that padding still gives an output (y is the
+// bias). The CPU convolves in float32 only: 16-bit cases compare with it on the same values in
+// float32, rounded once to the element type.
 #include <array>
 
 #include "ctmllm/ops/conv3d.hpp"
@@ -31,6 +32,7 @@ void check_conv3d(uint64_t seed) {
       {"uneven kernel, stride and padding", {1, 2, 7, 9, 8}, {5, 2, 2, 3, 3}, {2, 1, 2}, {0, 1, 1}, true},
       {"1x1x1", {2, 4, 3, 4, 5}, {3, 4, 1, 1, 1}, {1, 1, 1}, {0, 0, 0}, false},
       {"patches (kernel = stride), a remainder", {2, 2, 9, 8, 7}, {6, 2, 2, 4, 3}, {2, 4, 3}, {0, 0, 0}, true},
+      {"an empty depth that padding gives an output", {1, 3, 0, 4, 4}, {2, 3, 1, 1, 1}, {1, 1, 1}, {1, 0, 0}, false},
   };
   Rng rng(seed);
   for (const ConvCase& c : cases) {

@@ -65,6 +65,10 @@ void check_linear(uint64_t seed) {
   const auto gw = w.template to_device<Cuda>(), gb = b.template to_device<Cuda>(), gdy = dy.template to_device<Cuda>();
   CTMLLM_CHECK_GPU(T, ops::linear(gx, gw, gb), ops::linear(x, w, b));
   CTMLLM_CHECK_GPU(T, ops::linear(gx, gw), ops::linear(x, w));
+  // a bias sliced one element into a packed one (as TokenPacker3D splits in_proj): not 16-byte aligned
+  const auto b_packed = random_normal<T>(rng, {out + 1});
+  CTMLLM_CHECK_GPU(T, ops::linear(gx, gw, b_packed.template to_device<Cuda>().slice(0, 1, out + 1)),
+                   ops::linear(x, w, b_packed.slice(0, 1, out + 1)));
   const auto g = ops::linear_backward(gdy, gx, gw);
   const auto r = ops::linear_backward(dy, x, w);
   CTMLLM_CHECK_GPU(T, g.dx, r.dx);

@@ -3,7 +3,8 @@
 // and without a key padding mask (one batch entry right-padded, one left-padded, so that under the
 // causal mask its first queries see no key), head dims 64 and 128; then cuDNN's other masks (a chunk
 // of queries after a padded cache, more queries than keys), head dim 256 and q read in place from a
-// permuted projection. Every case must run on cuDNN (its run counter moves; cuDNN's last refusal is
+// permuted projection, left padding longer than a key tile (the bias hides whole tiles before the
+// visible keys). Every case must run on cuDNN (its run counter moves; cuDNN's last refusal is
 // printed when not). New device blocks are NaN-poisoned, outputs included. Also: the switch to the own
 // kernels and the calls they always run (float32, decode steps), and, without a GPU, which calls go to
 // cuDNN with which mask and that the graph cache builds once per key and keeps the latest.
@@ -47,6 +48,8 @@ std::vector<SdpaCase> sdpa_cases() {
   cases.push_back({"causal, more queries than keys", 1, 4, 4, 50, 30, 64, true, false, false});
   cases.push_back({"head dim 256", 1, 4, 4, 70, 70, 256, false, false, false});
   cases.push_back({"q read in place from a permuted projection", 2, 4, 4, 64, 64, 64, true, true, true});
+  // entry 2 hides its first 175 keys: whole key tiles with nothing visible before the visible ones
+  cases.push_back({"left padding longer than a key tile", 3, 4, 4, 64, 700, 64, false, true, false});
   return cases;
 }
 
@@ -86,19 +89,25 @@ void check_case(const SdpaCase& c, Rng& rng) {
   CTMLLM_CHECK_GPU(T, gg.dv, rg.dv);
 }
 
-}  // namespace
-
-TEST_CASE("cuda sdpa: cuDNN's fused attention and its backward match the CPU", "[cuda][ops]") {
+template <class T>
+void check_all_cases() {
   if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
   if (!ops::cudnn_sdpa_enabled()) CTMLLM_SKIP("CTMLLM_ATTENTION_FALLBACK is set: attention runs the own kernels");
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
   PoisonDeviceMemory poison;
   Rng rng(seed);
-  for (const SdpaCase& c : sdpa_cases()) {
-    check_case<bf16>(c, rng);
-    check_case<ctmllm::half>(c, rng);  // qualified: CUDA's headers declare a global half too
-  }
+  for (const SdpaCase& c : sdpa_cases()) check_case<T>(c, rng);
+}
+
+}  // namespace
+
+// One case per type: each builds ~44 cuDNN graphs, and two cases run in parallel.
+TEST_CASE("cuda sdpa: cuDNN's fused attention and its backward match the CPU in bfloat16", "[cuda][ops]") {
+  check_all_cases<bf16>();
+}
+TEST_CASE("cuda sdpa: cuDNN's fused attention and its backward match the CPU in float16", "[cuda][ops]") {
+  check_all_cases<ctmllm::half>();  // qualified: CUDA's headers declare a global half too
 }
 
 TEST_CASE("cuda sdpa: the fallback switch runs the own kernels, as float32 and decode steps always do",

@@ -79,6 +79,24 @@ TEST_CASE("softmax is stable for large logits", "[ops][softmax]") {
   CHECK(rel_error(ly, softmax_ref(x.reshape({1, 2, 3}), 2, true).reshape({2, 3})) <= 1e-6);
 }
 
+TEST_CASE("softmax gives masked scores exactly 0 and keeps NaN", "[ops][softmax]") {
+  // Rows of 40 (two 16-lane packets and a scalar tail): -inf (a masked score) and scores 100 below
+  // the row's maximum (exp underflows) give exactly 0 wherever they sit; a NaN makes its row NaN.
+  auto x = Rng(5).normal<float>({3, 40});
+  for (int64_t j : {0, 17, 39}) x.at(0, j) = -INFINITY;
+  for (int64_t j : {3, 33, 38}) x.at(1, j) = -100.0f;
+  x.at(2, 20) = NAN;
+  const auto y = ops::softmax(x), ly = ops::log_softmax(x);
+  for (int64_t j : {0, 17, 39}) {
+    CHECK(y.at(0, j) == 0.0f);
+    CHECK(ly.at(0, j) == -INFINITY);
+  }
+  for (int64_t j : {3, 33, 38}) CHECK(y.at(1, j) == 0.0f);
+  const auto finite = x.slice(0, 0, 2);
+  CHECK(rel_error(y.slice(0, 0, 2), softmax_ref(finite.reshape({1, 2, 40}), 2, false).reshape({2, 40})) <= 1e-6);
+  for (int64_t j = 0; j < 40; ++j) CHECK(std::isnan(y.at(2, j)));
+}
+
 TEST_CASE("softmax rejects bad input", "[ops][softmax]") {
   const auto x = Rng(1).normal<float>({2, 3});
   CHECK_THROWS_AS(ops::softmax(x, 2), ctmllm::Error);

@@ -40,7 +40,8 @@ inline DeviceAllocator& allocator() {
 // During the capture every allocation of the capturing thread on the pool's device comes from here,
 // and blocks freed during it return here, free for the capture's later allocations (the graph runs
 // its work in capture order, as the stream would). The memory goes back to the device when the pool
-// and every tensor in it are gone.
+// and every tensor in it are gone. Out of memory, a pool throws (the capture fails with that Error)
+// rather than free its cached blocks: the graph's kernels still use them on every replay.
 class PrivatePool {
  public:
   explicit PrivatePool(int device) : device_(device) {}
@@ -58,7 +59,7 @@ class PrivatePool {
 
  private:
   int device_;
-  DeviceAllocator cache_;
+  DeviceAllocator cache_{CudaMallocBackend{}, OnOutOfMemory::fail};
 };
 
 // The pool the calling thread allocates from while it captures a graph (null otherwise).

@@ -2,7 +2,8 @@
 // The caching allocator's bookkeeping, apart from the device so that it is testable on any machine:
 // requests round up to a size class, a freed block goes to its class's free list and is handed out
 // again for the next request of that class, and cached blocks go back to the backend only on
-// release_cached() (or when the backend is out of memory, before one retry). Thread-safe.
+// release_cached() (or when the backend is out of memory, before one retry, unless the cache was
+// made with OnOutOfMemory::fail). Thread-safe.
 //
 // Free lists are per stream: a block is handed out again only to a request made for the stream it
 // was allocated for, whose work is queued after the block's last uses (the device allocator orders
@@ -46,12 +47,17 @@ struct AllocatorStats {
 // A stream as the cache sees it: an opaque key (the cudaStream_t on the device).
 using StreamKey = const void*;
 
+// What allocate does when the backend is out of memory: hand the cached blocks back and retry once,
+// or throw at once (a graph's private pool: its cached blocks are still written by the graph).
+enum class OnOutOfMemory { release_cached_and_retry, fail };
+
 // Backend: `void* malloc(size_t)` (nullptr when out of memory; other failures throw) and
 // `void free(void*)`.
 template <class Backend>
 class BlockCache {
  public:
-  explicit BlockCache(Backend backend = {}) : backend_(std::move(backend)) {}
+  explicit BlockCache(Backend backend = {}, OnOutOfMemory on_oom = OnOutOfMemory::release_cached_and_retry)
+      : backend_(std::move(backend)), on_oom_(on_oom) {}
   BlockCache(const BlockCache&) = delete;
   BlockCache& operator=(const BlockCache&) = delete;
 
@@ -66,7 +72,7 @@ class BlockCache {
       ++stats_.cache_hits;
     } else {
       p = backend_.malloc(cls);
-      if (!p) {  // out of memory: hand the cached blocks back and try once more
+      if (!p && on_oom_ == OnOutOfMemory::release_cached_and_retry) {  // hand the cached blocks back, once more
         release_locked();
         p = backend_.malloc(cls);
       }
@@ -145,6 +151,7 @@ class BlockCache {
   }
 
   Backend backend_;
+  OnOutOfMemory on_oom_;
   mutable std::mutex mutex_;
   std::map<std::pair<StreamKey, size_t>, std::vector<void*>> free_;  // (stream, size class) -> free blocks
   std::unordered_map<void*, Live> live_;

@@ -9,6 +9,7 @@
 
 #include "ctmllm/core/parallel.hpp"
 #include "ctmllm/core/tensor.hpp"
+#include "ctmllm/ops/cpu/row_exp.hpp"
 
 namespace ctmllm::ops::impl {
 
@@ -49,9 +50,7 @@ void cross_entropy_forward(const Tensor<T, Cpu>& logits, const Tensor<int64_t, C
       A m = -std::numeric_limits<A>::infinity();
 #pragma omp simd reduction(max : m)
       for (int64_t c = 0; c < C; ++c) m = std::max(m, A(xr[c]));
-      A s = 0;
-      for (int64_t c = 0; c < C; ++c) s += std::exp(A(xr[c]) - m);
-      plse[r] = m + std::log(s);
+      plse[r] = m + std::log(sum_exp(xr, C, m));
       row_loss[size_t(r)] = plse[r] - A(xr[pt[r]]);
     }
   });
@@ -83,7 +82,7 @@ void cross_entropy_backward(const Tensor<T, Cpu>& dloss, const Tensor<T, Cpu>& l
       const T* xr = px + r * C;
       const A l = plse[r];
       const int64_t t = pt[r];
-      for (int64_t c = 0; c < C; ++c) gr[c] = cast<T>(std::exp(A(xr[c]) - l) * scale);
+      exp_shifted(xr, gr, C, l, scale);
       gr[t] = cast<T>((std::exp(A(xr[t]) - l) - A(1)) * scale);
     }
   });

@@ -7,6 +7,7 @@
 
 #include "ctmllm/core/parallel.hpp"
 #include "ctmllm/core/tensor.hpp"
+#include "ctmllm/ops/cpu/row_exp.hpp"
 
 namespace ctmllm::ops::impl {
 
@@ -41,19 +42,12 @@ void softmax_forward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& y, int64_t o
       A m = -std::numeric_limits<A>::infinity();
 #pragma omp simd reduction(max : m)
       for (int64_t k = 0; k < n; ++k) m = std::max(m, A(xs[k]));
-      A s = 0;
       if (log) {
-        for (int64_t k = 0; k < n; ++k) s += std::exp(A(xs[k]) - m);
-        const A lse = m + std::log(s);
+        const A lse = m + std::log(sum_exp(xs, n, m));
 #pragma omp simd
         for (int64_t k = 0; k < n; ++k) ys[k] = cast<T>(A(xs[k]) - lse);
       } else {
-        for (int64_t k = 0; k < n; ++k) {
-          const A e = std::exp(A(xs[k]) - m);
-          ys[k] = cast<T>(e);
-          s += e;
-        }
-        const A inv = A(1) / s;
+        const A inv = A(1) / exp_shifted(xs, ys, n, m);
 #pragma omp simd
         for (int64_t k = 0; k < n; ++k) ys[k] = cast<T>(A(ys[k]) * inv);
       }

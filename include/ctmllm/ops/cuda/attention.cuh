@@ -447,10 +447,11 @@ void attention_forward(const Tensor<T, Cuda>& q, const Tensor<T, Cuda>& k, const
   const int64_t B = q.size(0), Hq = q.size(1), Sq = q.size(2), Dh = q.size(3), Dv = v.size(3), Sk = k.size(2);
   if (B * Hq * Sq == 0) return;
   const int64_t floats = cuda_impl::kAttnRows * Dh + cuda_impl::kAttnTile * (cuda_impl::odd_ld(int(Dh)) + Dv);
-  // One query block per head over many keys: split the keys until about kAttnSplitBlocks blocks run.
+  // One query block per head over many keys: split the keys until about kAttnSplitBlocks blocks run
+  // (not when v has no features: then there is nothing to merge but the lse the kernel writes whole).
   cuda_impl::AttnSplits splits{nullptr, nullptr, nullptr, 1, Sk};
   const int64_t heads = B * Hq, rows = B * Hq * Sq;
-  if (Sq <= cuda_impl::kAttnRows && Sk > cuda_impl::kAttnSplitKeys && heads < cuda_impl::kAttnSplitBlocks) {
+  if (Sq <= cuda_impl::kAttnRows && Sk > cuda_impl::kAttnSplitKeys && heads < cuda_impl::kAttnSplitBlocks && Dv > 0) {
     const int64_t want = std::min((Sk + cuda_impl::kAttnSplitKeys - 1) / cuda_impl::kAttnSplitKeys,
                                   cuda_impl::kAttnSplitBlocks / heads);
     const int64_t per = (Sk + want - 1) / want;

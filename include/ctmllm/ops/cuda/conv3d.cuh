@@ -97,19 +97,28 @@ template <class Perf, class Desc, class WorkspaceSize, class Run>
 void run_deterministic(const std::vector<Perf>& ranked, const char* what, const Desc& desc, WorkspaceSize&& workspace_size,
                        Run&& run) {
   cudnnStatus_t last = CUDNN_STATUS_NOT_SUPPORTED;
+  bool workspace_refused = false;
   for (const Perf& p : ranked) {
     if (p.status != CUDNN_STATUS_SUCCESS || p.determinism != CUDNN_DETERMINISTIC || !desc.allowed(p.mathType)) continue;
     desc.set_math(p.mathType);
     size_t bytes = 0;
     last = workspace_size(p.algo, &bytes);
     if (last != CUDNN_STATUS_SUCCESS) continue;
-    const std::shared_ptr<std::byte> workspace = bytes ? cuda::allocate(bytes) : nullptr;
+    std::shared_ptr<std::byte> workspace;
+    try {
+      if (bytes) workspace = cuda::allocate(bytes);
+    } catch (const Error&) {  // more workspace than the device has free: the next algorithm may need less
+      workspace_refused = true;
+      continue;
+    }
     last = run(p.algo, workspace.get(), bytes);
     if (last == CUDNN_STATUS_SUCCESS) return;
-    if (last != CUDNN_STATUS_NOT_SUPPORTED) cuda::check(last, what);
+    // cuDNN 9 says "not supported" in sub-codes (3001 shape, 3002 layout, ...): try the next algorithm
+    if (CUDNN_STATUS_CATEGORY(last) != CUDNN_STATUS_NOT_SUPPORTED) cuda::check(last, what);
   }
   fail("conv3d (cuDNN): no deterministic algorithm (float32: without TF32) for ", what, " (last status: ",
-       cudnnGetErrorString(last), ")");
+       cudnnGetErrorString(last), workspace_refused ? "; some needed more workspace than the device had free" : "",
+       ")");
 }
 
 template <class T>
@@ -129,6 +138,11 @@ void conv3d_forward(const Tensor<T, Cuda>& x, const Tensor<T, Cuda>& w, const Te
   CTMLLM_CUDA_FLOAT_TYPES(T, "conv3d");
   const int64_t B = x.size(0), Cout = w.size(0);
   if (y.numel() == 0) return;
+  if (x.numel() == 0) {  // no input voxel (padding alone sized y): y is the bias, or 0
+    if (b.defined()) y.copy_from(b.reshape({1, Cout, 1, 1, 1}).expand(y.shape()));
+    else CTMLLM_CUDA_CHECK(cudaMemsetAsync(y.data(), 0, size_t(y.numel()) * sizeof(T), cuda::current_stream()));
+    return;
+  }
   const cuda_impl::ConvDescriptors<T> desc(B, Cout, g);
   const cuda::Context::CudnnLease cudnn = cuda::Context::current().cudnn();
   const cudnnHandle_t h = cudnn.get();
@@ -164,9 +178,11 @@ void conv3d_backward(const Tensor<T, Cuda>& dy, const Tensor<T, Cuda>& x, const 
                      const Conv3dGeometry& g) {
   CTMLLM_CUDA_FLOAT_TYPES(T, "conv3d_backward");
   const int64_t B = x.size(0), Cout = w.size(0);
-  if (dy.numel() == 0 || x.numel() == 0) {  // nothing flows: every gradient is zero
-    for (const auto* t : {&dx, &dw, &db})
+  if (dy.numel() == 0 || x.numel() == 0) {  // no product: dx and dw are zero, db is still Σ dy
+    for (const auto* t : {&dx, &dw})
       if (t->defined() && t->numel() > 0) t->copy_from(Tensor<T, Cuda>::zeros(t->shape()));
+    if (db.defined() && db.numel() > 0)
+      db.copy_from(dy.numel() > 0 ? ops::sum(dy, {0, 2, 3, 4}) : Tensor<T, Cuda>::zeros(db.shape()));
     return;
   }
   const cuda_impl::ConvDescriptors<T> desc(B, Cout, g);

@@ -4,6 +4,7 @@
 // Batch dimensions that fold into one stride per operand become one strided-batched call; the rest
 // (say an operand broadcast along one batch dimension but not the next) loop on the host.
 #include <array>
+#include <cstdint>
 
 #include "ctmllm/ops/cpu/matmul.hpp"
 #include "ctmllm/ops/cuda/gemm.cuh"
@@ -81,7 +82,10 @@ void linear(const Tensor<T, Cuda>& x, const Tensor<T, Cuda>& w, const Tensor<T, 
   CTMLLM_CUDA_FLOAT_TYPES(T, "linear");
   const int64_t rows = y.size(0), out = y.size(1);
   if (y.numel() == 0) return;
-  const Tensor<T, Cuda> bias = b.defined() ? b.contiguous() : b;
+  Tensor<T, Cuda> bias = b.defined() ? b.contiguous() : b;
+  // cuBLASLt's alignment preferences cover A-D, not the epilogue's bias, and its kernels may assume a
+  // 16-byte aligned bias: a bias sliced from a packed one (TokenPacker3D's in_proj) gets its own copy.
+  if (bias.defined() && reinterpret_cast<uintptr_t>(bias.data()) % 16 != 0) bias = bias.clone();
   if (x.size(1) == 0) {  // no inputs: y is the bias (or zeros)
     if (bias.defined()) broadcast_scaled(bias.expand(y.shape()), 1.0f, y);
     else CTMLLM_CUDA_CHECK(cudaMemsetAsync(y.data(), 0, size_t(y.numel()) * sizeof(T), cuda::current_stream()));

@@ -10,11 +10,11 @@
 // How the contract maps onto cuDNN's masks:
 //  - no keep mask: causal over Sq == Sk is cuDNN's top-left causal mask, Sq < Sk its bottom-right one;
 //  - a keep mask, or causal with more queries than keys: an additive bias [B, 1, Sq, Sk] of 0 and
-//    −inf made on the device (cuDNN takes no bias together with a bottom-right mask), plus the
+//    −30000 (finite: see sdpa_bias_kernel) made on the device (cuDNN takes no bias together with a bottom-right mask), plus the
 //    top-left mask when Sq >= Sk (it hides a superset of what the bias hides and lets cuDNN skip
 //    tiles). Rows that see no key come out of cuDNN undefined; they are then set to out = 0 and
 //    lse = −inf, and the backward hands cuDNN Stats 0 for them, so that their probabilities
-//    exp(−inf − 0) are 0 and nothing flows from them.
+//    exp(score − 30000 − 0) are 0 and nothing flows from them.
 // Everything else runs the own kernels: float32, a single query (a decode step: its key count grows
 // by one every step, and a graph per step would cost more than the step), head dims that are not
 // multiples of 8, empty tensors, pointers or strides that are not whole 16-byte units, and any graph
@@ -93,7 +93,7 @@ namespace cuda_impl {
 
 namespace fe = cudnn_frontend;
 
-// The causal mask cuDNN applies itself, and whether an additive 0/−inf bias carries the rest of the
+// The causal mask cuDNN applies itself, and whether an additive 0/−30000 bias carries the rest of the
 // visibility rule (the keep mask, and the causal rule where cuDNN's masks cannot express it).
 enum class SdpaCausal : uint8_t { none, top_left, bottom_right };
 struct SdpaMask {
@@ -304,18 +304,23 @@ std::optional<SdpaKey> sdpa_key(const Tensor<T, Cuda>& q, const Tensor<T, Cuda>&
   return key;
 }
 
-// bias[b, 0, i, j] = 0 where query i of batch entry b sees key j, −inf elsewhere (the row's tail past
-// Sk included); hidden[b, i] = 1 where the query sees no key (when hidden is given). Block (i, b).
+// bias[b, 0, i, j] = 0 where query i of batch entry b sees key j, kSdpaHiddenBias elsewhere (the row's
+// tail past Sk included); hidden[b, i] = 1 where the query sees no key (when hidden is given). Block (i, b).
+// The bias is finite, as PyTorch's cuDNN path makes it: a key tile with every score at −inf gives its
+// running maximum −inf and exp(−inf − (−inf)) = NaN. exp(score − 30000) is exactly 0 in float for any
+// score a model produces, so hidden keys still add nothing; rows that see no key are set afterwards.
+inline constexpr float kSdpaHiddenBias = -30000.0f;
+
 template <class T>
 __global__ void sdpa_bias_kernel(const uint8_t* __restrict__ keep, int64_t Sq, int64_t Sk, int64_t ld, bool causal,
                                  T* __restrict__ bias, uint8_t* __restrict__ hidden) {
   const int64_t i = blockIdx.x, b = blockIdx.y;
   T* row = bias + (b * Sq + i) * ld;
-  const T zero = from_float<T>(0.0f), ninf = from_float<T>(-INFINITY);
+  const T zero = from_float<T>(0.0f), hide = from_float<T>(kSdpaHiddenBias);
   int seen = 0;
   for (int64_t j = threadIdx.x; j < ld; j += blockDim.x) {
     const bool visible = j < Sk && (!keep || keep[b * Sk + j]) && (!causal || j <= i + Sk - Sq);
-    row[j] = visible ? zero : ninf;
+    row[j] = visible ? zero : hide;
     seen |= int(visible);
   }
   seen = __syncthreads_or(seen);
@@ -336,7 +341,7 @@ __global__ void sdpa_hidden_rows_kernel(const uint8_t* __restrict__ hidden, int6
 }
 
 // cuDNN's backward Stats: lse with the −inf of rows that see no key replaced by 0, so that their
-// probabilities exp(−inf − 0) are 0 instead of NaN.
+// probabilities exp(score − 30000 − 0) are 0 instead of NaN.
 template <class A>
 __global__ void sdpa_backward_stats_kernel(const A* __restrict__ lse, int64_t n, A* __restrict__ stats) {
   for (int64_t e = global_thread(); e < n; e += grid_threads()) stats[e] = lse[e] == -INFINITY ? A(0) : lse[e];
