@@ -1,5 +1,7 @@
 // Logits processors and token choice against small hand-computed examples (transformers' rules).
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <vector>
 
 #include "ctmllm/core/rng.hpp"
@@ -70,6 +72,50 @@ TEST_CASE("top-p removes the least likely tokens holding at most 1 - p", "[gener
   CHECK(run(0.75) == std::vector<bool>{true, true, false, false});   // 0.25: drops 0.05 and 0.15
   CHECK(run(0.01) == std::vector<bool>{true, false, false, false});  // the most likely always stays
   CHECK(run(1.0) == std::vector<bool>{true, true, true, true});
+}
+
+TEST_CASE("top-p and min-p over a wide vocabulary keep what transformers' full ascending walk keeps", "[generate][sampling]") {
+  // The reference: every token sorted ascending (equal scores by id), removed from the bottom while
+  // the running total stays <= 1 - p (min-p: below the threshold), the min_keep most likely kept.
+  auto reference = [](std::vector<float> s, double p, double m, int64_t min_keep) {
+    std::vector<double> prob(s.size());
+    const float mx = *std::max_element(s.begin(), s.end());
+    double total = 0;
+    for (size_t i = 0; i < s.size(); ++i) total += prob[i] = std::exp(double(s[i]) - double(mx));
+    for (double& v : prob) v /= total;
+    std::vector<int64_t> order(s.size());
+    std::iota(order.begin(), order.end(), int64_t(0));
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return s[size_t(a)] < s[size_t(b)]; });
+    const int64_t n = int64_t(s.size());
+    const double top = *std::max_element(prob.begin(), prob.end());
+    double cumulative = 0;
+    for (int64_t i = 0; i < n - min_keep; ++i) {
+      const size_t id = size_t(order[size_t(i)]);
+      if (m > 0) {
+        if (prob[id] < m * top) s[id] = -kInf;
+        continue;
+      }
+      cumulative += prob[id];
+      if (cumulative > 1.0 - p) break;
+      s[id] = -kInf;
+    }
+    return kept(s);
+  };
+  Rng rng(11);
+  for (const double sd : {0.5, 2.0, 6.0}) {  // flat to peaked: from most tokens kept to a handful
+    const Tensor<float, Cpu> t = rng.normal<float>({5000}, 0.0, sd);
+    const std::vector<float> scores(t.data(), t.data() + t.numel());
+    for (const double p : {0.3, 0.9, 0.99})
+      for (const int64_t min_keep : {1, 3}) {
+        INFO("sd " << sd << ", p " << p << ", min_keep " << min_keep);
+        std::vector<float> a = scores;
+        top_p(a, p, min_keep);
+        CHECK(kept(a) == reference(scores, p, 0.0, min_keep));
+        std::vector<float> b = scores;
+        min_p(b, p, min_keep);
+        CHECK(kept(b) == reference(scores, 1.0, p, min_keep));
+      }
+  }
 }
 
 TEST_CASE("min-p removes tokens below min_p times the top probability", "[generate][sampling]") {

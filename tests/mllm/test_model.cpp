@@ -1,12 +1,15 @@
 // mllm::Model beyond the reference fixture (tests/fixture_runner checks its numbers): save and load,
-// the two visual-token placements, AnyRes views, growing the vocabulary with mean rows, token
-// sequences, and the whole report pipeline on the real head CT with its bone mask.
+// the two visual-token placements, splicing at scattered positions, AnyRes views, growing the
+// vocabulary with mean rows, token sequences, and the whole report pipeline on the real head CT
+// with its bone mask.
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "ctmllm/io/nifti.hpp"
 #include "ctmllm/mllm/report.hpp"
+#include "ctmllm/mllm/splice.hpp"
 #include "support/catch.hpp"
 #include "support/compare.hpp"
 #include "support/files_and_errors.hpp"
@@ -105,6 +108,35 @@ TEST_CASE("mllm visual tokens: placeholders, the fixed rule, and wrong counts", 
   in = fixture_input(ref);
   in.mask = ref.get("mask");
   CHECK_THROWS_WITH(model.forward(in), Catch::Matchers::Contains("takes no segmentation mask"));
+}
+
+TEST_CASE("splice: scattered placeholder runs, forward and backward", "[mllm]") {
+  // Row 0: runs of 3, 1 and 2 positions; row 1: one run of 6 (the usual layout).
+  const mllm::VisualPositions positions = {{1, 2, 3, 6, 8, 9}, {2, 3, 4, 5, 6, 7}};
+  Rng rng(3);
+  Var embeds(rng.normal<float>({2, 11, 4}), true), visual(rng.normal<float>({2, 6, 4}), true);
+  const auto out = mllm::splice_visual_tokens(embeds, visual, positions);
+  const auto dy = rng.normal<float>({2, 11, 4});
+  out.backward(dy);
+  for (int64_t b = 0; b < 2; ++b) {
+    std::vector<bool> visual_at(11, false);
+    for (size_t i = 0; i < 6; ++i) visual_at[size_t(positions[size_t(b)][i])] = true;
+    for (int64_t i = 0; i < 6; ++i)
+      for (int64_t h = 0; h < 4; ++h) {
+        const int64_t s = positions[size_t(b)][size_t(i)];
+        CHECK(out.value().at(b, s, h) == visual.value().at(b, i, h));
+        CHECK(visual.grad().at(b, i, h) == dy.at(b, s, h));
+      }
+    for (int64_t s = 0; s < 11; ++s)
+      for (int64_t h = 0; h < 4; ++h) {
+        if (visual_at[size_t(s)]) {
+          CHECK(embeds.grad().at(b, s, h) == 0.0f);
+        } else {
+          CHECK(out.value().at(b, s, h) == embeds.value().at(b, s, h));
+          CHECK(embeds.grad().at(b, s, h) == dy.at(b, s, h));
+        }
+      }
+  }
 }
 
 TEST_CASE("mllm AnyRes: the global view, then each crop, through one encoder", "[mllm]") {

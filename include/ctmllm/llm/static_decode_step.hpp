@@ -110,8 +110,9 @@ class StaticDecodeStep {
           graph_.launch();
           ++steps_;
           return;
-        } catch (const Error& e) {
+        } catch (const Error& e) {  // from now on every step runs directly
           failure_ = e.what();
+          graph_ = cuda::Graph();
           logits_ = Var();
         }
       }

@@ -43,6 +43,19 @@ inline VisualPositions positions_after_bos(const Shape& ids_shape, const Tensor<
   return out;
 }
 
+// Calls f(i, s, n) for each run of consecutive positions in one row's list: visual tokens i..i+n-1
+// go to positions s..s+n-1. The usual layouts (256 placeholders in a row, or right after BOS) are one
+// run, i.e. one copy instead of one per token (on a GPU, 512 launches fewer per training step).
+template <class F>
+void for_each_position_run(const std::vector<int64_t>& positions, F&& f) {
+  for (size_t i = 0; i < positions.size();) {
+    size_t n = 1;
+    while (i + n < positions.size() && positions[i + n] == positions[i] + int64_t(n)) ++n;
+    f(int64_t(i), positions[i], int64_t(n));
+    i += n;
+  }
+}
+
 // embeds [B, S, H], visual [B, N, H] -> [B, S, H] with row positions[b][i] = visual[b, i].
 template <class T, class D>
 autograd::Variable<T, D> splice_visual_tokens(const autograd::Variable<T, D>& embeds,
@@ -58,15 +71,15 @@ autograd::Variable<T, D> splice_visual_tokens(const autograd::Variable<T, D>& em
                  " positions for ", N, " visual tokens");
     for (int64_t s : positions[size_t(b)]) CTMLLM_CHECK(s >= 0 && s < S, "splice: position ", s, " is outside the sequence");
   }
-  // Row copies through tensor views: contiguous rows are one device copy each, on any device.
+  // Copies of runs of rows through tensor views, on any device.
   // (A plain function of its arguments: the backward runs after this frame is gone.)
   auto place = [](const Tensor<T, D>& dst, const Tensor<T, D>& src, const VisualPositions& pos, bool into_sequence) {
     for (size_t b = 0; b < pos.size(); ++b)
-      for (size_t i = 0; i < pos[b].size(); ++i) {
-        const int64_t s = pos[b][i];
-        if (into_sequence) dst.select(0, int64_t(b)).select(0, s).copy_from(src.select(0, int64_t(b)).select(0, int64_t(i)));
-        else dst.select(0, int64_t(b)).select(0, int64_t(i)).copy_from(src.select(0, int64_t(b)).select(0, s));
-      }
+      for_each_position_run(pos[b], [&](int64_t i, int64_t s, int64_t n) {
+        const int64_t row = int64_t(b);
+        if (into_sequence) dst.select(0, row).slice(0, s, s + n).copy_from(src.select(0, row).slice(0, i, i + n));
+        else dst.select(0, row).slice(0, i, i + n).copy_from(src.select(0, row).slice(0, s, s + n));
+      });
   };
   Tensor<T, D> out = embeds.value().contiguous().clone();
   place(out, visual.value(), positions, true);
@@ -75,7 +88,9 @@ autograd::Variable<T, D> splice_visual_tokens(const autograd::Variable<T, D>& em
                             Tensor<T, D> dembeds = dy.contiguous().clone();
                             const Tensor<T, D> zero = Tensor<T, D>::zeros({H});
                             for (int64_t b = 0; b < B; ++b)
-                              for (int64_t s : positions[size_t(b)]) dembeds.select(0, b).select(0, s).copy_from(zero);
+                              for_each_position_run(positions[size_t(b)], [&](int64_t, int64_t s, int64_t n) {
+                                dembeds.select(0, b).slice(0, s, s + n).copy_from(zero.expand({n, H}));
+                              });
                             Tensor<T, D> dvisual = Tensor<T, D>::empty({B, N, H});
                             place(dvisual, dy, positions, false);
                             return std::vector<Tensor<T, D>>{dembeds, dvisual};

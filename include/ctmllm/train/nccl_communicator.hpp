@@ -3,6 +3,10 @@
 // rank per GPU: DataParallel<T, Cuda> hands it device buffers (gradients, parameters). Needs
 // CTMLLM_WITH_CUDA and CTMLLM_WITH_NCCL (link ctmllm::nccl). The ranks share one ncclUniqueId made
 // by rank 0: NcclCommunicator::over_mpi() passes it over MPI when ctmllm::mpi is linked too.
+// Collectives on device buffers are queued on the current stream and return without waiting: the
+// work that reads the result (the optimizer step, a copy to the host) is queued after them on the same
+// stream. A step's gradients are one all-reduce each, so a host wait per call would cost hundreds of
+// waits per step.
 #if !defined(CTMLLM_WITH_CUDA) || !defined(CTMLLM_WITH_NCCL)
 #error "train/nccl_communicator.hpp needs CTMLLM_WITH_CUDA and CTMLLM_WITH_NCCL (link ctmllm::nccl)"
 #endif
@@ -91,9 +95,8 @@ class NcclCommunicator final : public Communicator {
                        "ncclRedOpCreatePreMulSum");
     const cudaStream_t stream = cuda::current_stream();  // queued after the kernels that wrote data
     const ncclResult_t r = ncclAllReduce(data.data(), data.data(), data.size(), detail::nccl_type<T>(), op, comm_, stream);
-    ncclRedOpDestroy(op, comm_);
+    ncclRedOpDestroy(op, comm_);  // allowed once the collective is queued
     detail::nccl_check(r, "ncclAllReduce");
-    cuda::check(cudaStreamSynchronize(stream), "cudaStreamSynchronize after ncclAllReduce");
   }
   template <class T>
   void bcast(std::span<T> data, int root) {
@@ -102,7 +105,6 @@ class NcclCommunicator final : public Communicator {
     const cudaStream_t stream = cuda::current_stream();
     detail::nccl_check(ncclBroadcast(data.data(), data.data(), data.size(), detail::nccl_type<T>(), root, comm_, stream),
                        "ncclBroadcast");
-    cuda::check(cudaStreamSynchronize(stream), "cudaStreamSynchronize after ncclBroadcast");
   }
 
   ncclComm_t comm_ = nullptr;

@@ -57,12 +57,19 @@ class Graph {
       cudaGetLastError();
       throw;
     }
+    // A failed capture leaves its error as the thread's last error, though the stream is usable again:
+    // cleared here, so that the next launch check (a caller falling back to direct work) does not
+    // report it as its own.
     const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
-    if (ended != cudaSuccess && graph) cudaGraphDestroy(graph);
+    if (ended != cudaSuccess) {
+      if (graph) cudaGraphDestroy(graph);
+      cudaGetLastError();
+    }
     check(ended, "cudaStreamEndCapture (the captured work held a call that a graph cannot replay)");
     cudaError_t e = cudaGraphGetNodes(graph, nullptr, &g.nodes_);
     if (e == cudaSuccess) e = cudaGraphInstantiate(&g.exec_, graph, 0);
     cudaGraphDestroy(graph);
+    if (e != cudaSuccess) cudaGetLastError();
     check(e, "cudaGraphInstantiate");
     CTMLLM_CUDA_CHECK(cudaEventCreateWithFlags(&g.done_, cudaEventDisableTiming));
     return g;
