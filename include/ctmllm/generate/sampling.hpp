@@ -78,7 +78,7 @@ inline std::vector<double> probabilities(std::span<const float> scores) {
 // Token ids from the most likely down, as transformers' ascending sort read backwards: a higher
 // score first, equal scores by the larger id first. Only the first `count` are put in order (a
 // partial sort: a vocabulary of 128k sorted whole takes tens of milliseconds a row), the rest follow
-// in no particular order; more_ordered() extends the ordered part.
+// in no particular order; order_first() extends the ordered part.
 class MostLikelyFirst {
  public:
   explicit MostLikelyFirst(std::span<const float> scores) : scores_(scores), order_(scores.size()) {
