@@ -1,7 +1,6 @@
 // The bf16-weight kernels against ops::linear on the same weights converted to float and against
-// the plain reference loops: every row count of the GEMV path (groups of 4 rows and their
-// remainders) and the prefill tiles (groups of 4 rows and their remainders), output counts that are
-// not a multiple of the tile (and below it), lengths with and without a vector tail, with and
+// the plain reference loops: row counts of decode (1-4, 5, 7, 16) and prefill (17, 40), i.e. groups
+// of 4 rows and their remainders, output counts that are not a multiple of the tile (and below it), lengths with and without a vector tail, with and
 // without bias; results independent of the thread count; the input gradient, the embedding rows,
 // and a Dense with no input features.
 #include <vector>

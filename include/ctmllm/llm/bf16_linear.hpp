@@ -2,19 +2,19 @@
 // Inference kernels over bf16-stored weights with float activations and float accumulation, so a
 // model's weights take half the memory (Llama-3.1-8B: 16 GB) and decode reads half the bytes.
 //
-// linear_bf16: y [n, out] = x [n, in] · wᵀ + b, w bf16 [out, in].
-//  - n <= kGemvRows (decode: one token per row of the batch, beams included): a GEMV that streams
-//    each weight row once for all n rows of x, converting bf16 -> float in registers. Decode is
-//    memory-bound, so this is the path that decides tokens/s.
-//  - larger n (prefill): a register-blocked kernel over tiles of kTileW weight rows × kTileX rows
-//    of x, one vector accumulator per output along `in`: each weight vector is converted once in
-//    registers for kTileX rows, each x vector used for kTileW rows, and neither operand is packed
-//    or transposed. Weight rows go in blocks that stay in L2 while every group of x rows passes.
-// Both split the output columns over the threads; each output is summed by one thread in a fixed
-// order, so results do not depend on the thread count.
+// linear_bf16: y [n, out] = x [n, in] · wᵀ + b, w bf16 [out, in]: a register-blocked kernel over
+// tiles of kTileW weight rows × kTileX rows of x, one vector accumulator per output along `in`. Each
+// weight vector is converted bf16 -> float once in registers for kTileX rows, each x vector used for
+// kTileW rows, and neither operand is packed or transposed. Weight rows go in blocks that stay in L2
+// while every group of x rows passes over them (prefill). Decode (a few rows: one token per row of
+// the batch, beams included) is memory-bound and reads each weight once per group of kTileX rows;
+// the same tiles serve it better than a one-row-at-a-time GEMV, whose per-weight conversion and
+// x loads made 3 rows compute-bound (Qwen2.5-0.5B shape, one thread: batch-3 step 121-128 -> 70-75 ms,
+// batch 1 62-72 -> 56-60 ms). Columns are split over the threads; each output is summed by one
+// thread in a fixed order, so results do not depend on the thread count.
 //
-// linear_bf16_reference: the same product as plain loops, for prefill in builds without AVX2/AVX-512
-// and for the tests.
+// linear_bf16_reference: the same product as plain loops, for builds without AVX2/AVX-512 and for
+// the tests.
 //
 // linear_bf16_backward_input: dx = dy · w, the input gradient through the frozen weight.
 //
@@ -41,7 +41,6 @@
 
 namespace ctmllm::llm::kernels {
 
-inline constexpr int64_t kGemvRows = 16;    // x rows up to which the GEMV path runs
 inline constexpr int64_t kBlockRows = 128;  // weight rows converted per block by the backward pass
 
 inline float bf16_bits_to_float(uint16_t b) { return std::bit_cast<float>(uint32_t(b) << 16); }
@@ -58,85 +57,6 @@ inline void linear_bf16_reference(const float* x, int64_t n, int64_t in, const u
         y[r * out + o] = s + (b ? b[o] : 0.0f);
       }
   });
-}
-
-// Sum of 16 lanes as a fixed tree: l + (l + 8), then + (l + 4), + (l + 2), + (l + 1).
-inline float sum16(const float* a) {
-  float b[8];
-  for (int l = 0; l < 8; ++l) b[l] = a[l] + a[l + 8];
-  for (int l = 0; l < 4; ++l) b[l] += b[l + 4];
-  return (b[0] + b[2]) + (b[1] + b[3]);
-}
-
-// out[r] = x[r] · w for r < NR: x rows of length `in` at stride ldx, one bf16 weight row w. Each
-// row's products accumulate in 16 lanes (k mod 16), reduced by sum16, then the tail k >= in − in % 16.
-template <int NR>
-inline void dot_rows(const float* x, int64_t ldx, const uint16_t* w, int64_t in, float* out) {
-  constexpr int L = 16;
-  const int64_t body = in - in % L;
-  alignas(32) float acc[NR][L] = {};
-#if defined(__AVX2__) && defined(__FMA__)
-  // bf16 -> float is a zero-extension and a 16-bit shift; the weights are read once for all NR rows.
-  __m256 lo[NR], hi[NR];
-  for (int r = 0; r < NR; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < body; k += L) {
-    const __m128i w0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k));
-    const __m128i w1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k + 8));
-    const __m256 f0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(w0), 16));
-    const __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(w1), 16));
-    // Unrolled so the accumulators stay in registers (GCC keeps them in memory for NR = 3 otherwise).
-#pragma GCC unroll 4
-    for (int r = 0; r < NR; ++r) {
-      lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * ldx + k), f0, lo[r]);
-      hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * ldx + k + 8), f1, hi[r]);
-    }
-  }
-  for (int r = 0; r < NR; ++r) {
-    _mm256_store_ps(acc[r], lo[r]);
-    _mm256_store_ps(acc[r] + 8, hi[r]);
-  }
-#else
-  for (int64_t k = 0; k < body; k += L) {
-    float wf[L];
-    for (int l = 0; l < L; ++l) wf[l] = bf16_bits_to_float(w[k + l]);
-    for (int r = 0; r < NR; ++r)
-      for (int l = 0; l < L; ++l) acc[r][l] += x[r * ldx + k + l] * wf[l];
-  }
-#endif
-  for (int r = 0; r < NR; ++r) {
-    float s = sum16(acc[r]);
-    for (int64_t k = body; k < in; ++k) s += x[r * ldx + k] * bf16_bits_to_float(w[k]);
-    out[r] = s;
-  }
-}
-
-// y[:, o0:o1] for all n rows of x: each weight row is read from memory once and reused from L1 by
-// every group of up to 4 x rows.
-inline void gemv(const float* x, int64_t n, int64_t in, const uint16_t* w, const float* b, float* y, int64_t out,
-                 int64_t o0, int64_t o1) {
-  float s[4];
-  for (int64_t o = o0; o < o1; ++o) {
-    const uint16_t* row = w + o * in;
-    for (int64_t r0 = 0; r0 < n; r0 += 4) {
-      const int64_t nr = std::min<int64_t>(4, n - r0);
-      const float* xr = x + r0 * in;
-      switch (nr) {
-        case 1:
-          dot_rows<1>(xr, in, row, in, s);
-          break;
-        case 2:
-          dot_rows<2>(xr, in, row, in, s);
-          break;
-        case 3:
-          dot_rows<3>(xr, in, row, in, s);
-          break;
-        default:
-          dot_rows<4>(xr, in, row, in, s);
-          break;
-      }
-      for (int64_t r = 0; r < nr; ++r) y[(r0 + r) * out + o] = s[r] + (b ? b[o] : 0.0f);
-    }
-  }
 }
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -220,7 +140,7 @@ inline void tile_rows(int64_t nr, const float* x, int64_t in, const uint16_t* w,
   }
 }
 
-// y[:, o0:o1] for all n rows of x (prefill).
+// y[:, o0:o1] for all n rows of x.
 inline void linear_cols(const float* x, int64_t n, int64_t in, const uint16_t* w, const float* b, float* y,
                         int64_t out, int64_t o0, int64_t o1) {
   const int64_t block = std::max<int64_t>(kTileW, kBlockBytes / (2 * std::max<int64_t>(in, 1)) / kTileW * kTileW);
@@ -251,10 +171,6 @@ inline void linear_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w
                         float* y) {
   // At least 64 weight rows (>= 100 KB) per task; parallel_for makes up to 4 tasks per thread, so
   // small projections still split evenly.
-  if (n <= kGemvRows) {
-    parallel_for(0, out, 64, [&](int64_t lo, int64_t hi) { gemv(x, n, in, w, b, y, out, lo, hi); });
-    return;
-  }
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
   parallel_for(0, out, 64, [&](int64_t lo, int64_t hi) { linear_cols(x, n, in, w, b, y, out, lo, hi); });
 #else

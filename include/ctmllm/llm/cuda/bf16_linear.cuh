@@ -20,6 +20,8 @@
 
 namespace ctmllm::llm::kernels {
 
+inline constexpr int64_t kGemvRows = 16;  // x rows up to which the GEMV kernel runs
+
 namespace cuda_impl {
 using ops::cuda_impl::global_thread;
 using ops::cuda_impl::grid_threads;
