@@ -97,6 +97,30 @@ TEST_CASE("softmax gives masked scores exactly 0 and keeps NaN", "[ops][softmax]
   for (int64_t j = 0; j < 40; ++j) CHECK(std::isnan(y.at(2, j)));
 }
 
+TEST_CASE("softmax in bf16 follows the float rules for masked, underflowing and NaN scores", "[ops][softmax]") {
+  // Rows of 300 (a 256-value widening chunk and a partial one): -inf gives 0 (log: -inf); in a row
+  // whose one score dominates, scores 90 below it give exactly 0 rather than exp(-90) ~ 8e-40, a
+  // subnormal that bf16 (float's exponent range) could hold; a NaN makes its row NaN. The rest is
+  // within bf16 rounding of the float64 softmax.
+  auto xf = Rng(6).normal<float>({3, 300});
+  for (int64_t j : {0, 260, 299}) xf.at(0, j) = -INFINITY;
+  for (int64_t j = 0; j < 300; ++j) xf.at(1, j) = -200.0f;
+  xf.at(1, 10) = 0.0f;
+  for (int64_t j : {3, 257, 298}) xf.at(1, j) = -90.0f;
+  xf.at(2, 100) = NAN;
+  const Tensor<bf16> x = xf.to<bf16>();
+  const Tensor<bf16> y = ops::softmax(x), ly = ops::log_softmax(x);
+  for (int64_t j : {0, 260, 299}) {
+    CHECK(float(y.at(0, j)) == 0.0f);
+    CHECK(float(ly.at(0, j)) == -INFINITY);
+  }
+  for (int64_t j : {3, 257, 298}) CHECK(float(y.at(1, j)) == 0.0f);
+  const Tensor<float> finite = x.slice(0, 0, 2).to<float>();
+  CHECK(rel_error(y.slice(0, 0, 2).to<float>(), softmax_ref(finite.reshape({1, 2, 300}), 2, false).reshape({2, 300})) <=
+        1e-2);
+  for (int64_t j = 0; j < 300; ++j) CHECK(std::isnan(float(y.at(2, j))));
+}
+
 TEST_CASE("softmax rejects bad input", "[ops][softmax]") {
   const auto x = Rng(1).normal<float>({2, 3});
   CHECK_THROWS_AS(ops::softmax(x, 2), ctmllm::Error);
