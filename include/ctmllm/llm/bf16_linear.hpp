@@ -9,8 +9,8 @@
 // while every group of x rows passes over them (prefill). Decode (a few rows: one token per row of
 // the batch, beams included) is memory-bound and reads each weight once per group of kTileX rows;
 // the same tiles serve it better than a one-row-at-a-time GEMV, whose per-weight conversion and
-// x loads made 3 rows compute-bound (Qwen2.5-0.5B shape, one thread: batch-3 step 121-128 -> 70-75 ms,
-// batch 1 62-72 -> 56-60 ms). Columns are split over the threads; each output is summed by one
+// x loads made 3 rows compute-bound (Qwen2.5-0.5B shape, one thread: batch-3 step 119-122 -> 61-62 ms,
+// batch 1 55-60 -> 54 ms; docs/BENCHMARKS.md). Columns are split over the threads; each output is summed by one
 // thread in a fixed order, so results do not depend on the thread count.
 //
 // linear_bf16_reference: the same product as plain loops, for builds without AVX2/AVX-512 and for
