@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ctmllm/bench/workloads.hpp"
+#include "ctmllm/core/rng.hpp"
 #include "ctmllm/generate/sampling.hpp"
 #include "ctmllm/llm/decoder.hpp"
 #include "peak_rss.hpp"
@@ -101,6 +102,28 @@ void decode(benchmark::State& state) {
   state.counters["peak_RSS_MiB"] = bench::peak_rss_mib();
 }
 
+// Beam search's reorder of the KV cache between steps (KvCache::reorder_rows) after a 512-token
+// prompt, 4 beams of the model's cache shape: rows [1, 0, 0, 2] (beams 0 and 1 trade places, beam 0
+// continues twice, beam 3 is dropped): 5 row copies, two of them to and from the spare.
+void beam_reorder(benchmark::State& state) {
+  const auto& m = model();
+  const int64_t beams = 4, prompt = 512;
+  autograd::NoGradGuard no_grad;
+  auto cache = m.make_cache(beams, prompt + 1);
+  cache.reserve(prompt, std::vector<uint8_t>(size_t(beams * prompt), 1));
+  Rng rng(0);
+  for (int64_t l = 0; l < cache.layers(); ++l) {
+    const Shape kv{beams, cache.kv_heads(), prompt, cache.head_dim()};
+    cache.store(l, rng.uniform<float>(kv), rng.uniform<float>(kv));
+  }
+  cache.advance(prompt);
+  const std::vector<int64_t> rows = {1, 0, 0, 2};
+  for (auto _ : state) cache.reorder_rows(rows);
+  const double row_bytes = double(2 * cache.layers() * cache.kv_heads() * prompt * cache.head_dim() * sizeof(float));
+  state.counters["bytes/s"] = benchmark::Counter(5 * 2 * row_bytes * double(state.iterations()),
+                                                 benchmark::Counter::kIsRate);  // 5 row copies, read + write
+}
+
 }  // namespace
 
 BENCHMARK(memory_read_bandwidth)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -108,5 +131,6 @@ BENCHMARK(memory_copy_bandwidth)->Iterations(5)->Unit(benchmark::kMillisecond)->
 BENCHMARK(prefill)->Arg(128)->Iterations(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(decode)->Arg(1)->Iterations(32)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(decode)->Arg(3)->Iterations(32)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(beam_reorder)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

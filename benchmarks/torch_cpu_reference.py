@@ -101,7 +101,21 @@ def llm_workloads():
             out = m(input_ids=logits[:, -1].argmax(-1, keepdim=True), cache=cache, use_cache=True)
             cache, logits = out.cache, out.logits
         return (time.perf_counter() - start) / steps
-    return {"prefill/128": lambda: prefill(128), "decode/1": lambda: decode(1), "decode/3": lambda: decode(3)}
+
+    @torch.no_grad()
+    def beam_reorder(beams=4, prompt=512):
+        # bench_llm.cpp's beam_reorder: a 4-beam cache after a 512-token prompt, rows [1, 0, 0, 2];
+        # transformers reorders with an index_select of every layer's keys and values (a new cache of
+        # bf16 rows, where ctmllm moves float rows in place).
+        from transformers import DynamicCache
+        cache = DynamicCache(config=config)
+        for layer in range(config.num_hidden_layers):
+            kv = torch.rand(beams, config.num_key_value_heads, prompt, config.head_dim, dtype=torch.bfloat16)
+            cache.update(kv, kv.clone(), layer)
+        rows = torch.tensor([1, 0, 0, 2])
+        return median_time(lambda: cache.reorder_cache(rows))
+    return {"prefill/128": lambda: prefill(128), "decode/1": lambda: decode(1), "decode/3": lambda: decode(3),
+            "beam_reorder": beam_reorder}
 
 
 WORKLOADS = {"vision": vision_workloads, "llm": llm_workloads}

@@ -3,8 +3,8 @@
 // copy of the last row), and the MLLM's report pipeline (ViT, projector, splice, generation) on a
 // small random model: the same tokens as on the CPU. (Greedy decoding runs in the fixture tests.)
 // Decode steps replayed from a CUDA graph (llm/static_decode_step.hpp) give the logits of the steps
-// run directly, bit for bit, and those of Decoder::forward's steps; generate gives the same tokens
-// with and without graphs.
+// run directly, bit for bit, and those of Decoder::forward's steps; generate and beam search give the
+// same tokens with and without graphs.
 #include <algorithm>
 #include <span>
 #include <string>
@@ -55,10 +55,12 @@ TEST_CASE("cuda sampling with logits processors matches the CPU", "[cuda][genera
   check_same(decode<Cuda>(o), decode<Cpu>(o));
 }
 
-TEST_CASE("cuda beam search matches the CPU", "[cuda][generate]") {
+TEST_CASE("cuda beam search matches the CPU with and without CUDA graphs", "[cuda][generate][graph]") {
   if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
   PoisonDeviceMemory poison;
   generate::GenerationOptions o;
+  o.cuda_graphs = GENERATE(true, false);  // the cache reordered in place under a captured step, or not
+  INFO("cuda_graphs " << o.cuda_graphs);
   o.max_new_tokens = 8;
   o.num_beams = 3;
   o.eos_token_ids = {2};

@@ -2,8 +2,11 @@
 // left-padded batch through the cache gives each row's unpadded logits, row selection (beams), and
 // fixed-shape decode steps (StaticDecodeStep, what the GPU replays as a CUDA graph) equal the
 // forward's steps.
+#include <numeric>
 #include <string>
+#include <vector>
 
+#include "ctmllm/core/rng.hpp"
 #include "ctmllm/llm/decoder.hpp"
 #include "ctmllm/llm/static_decode_step.hpp"
 #include "support/catch.hpp"
@@ -84,6 +87,82 @@ TEST_CASE("select_rows expands and reorders the cache's rows", "[llm][kv_cache]"
   for (const auto& [r, src] : {std::pair{0, 1}, {1, 0}, {2, 1}})
     CHECK(rel_error(got.select(0, r).clone(), full.select(0, src).clone()) <= 1e-5);
   CHECK_THROWS_AS(cache.select_rows({2}), Error);
+}
+
+TEST_CASE("reorder_rows in place equals select_rows, for every row pattern of 4 and 5 rows", "[llm][kv_cache]") {
+  const int64_t B = GENERATE(4, 5);
+  // 2 layers, 2 kv heads, head_dim 3, 4 of 7 slots filled with distinct values; row b keeps slot
+  // b % 4 out (a pad), so the keep flags and real-token counts differ by row too.
+  llm::KvCache<float> cache(2, B, 2, 3, 7);
+  std::vector<uint8_t> keep(size_t(B * 4), 1);
+  for (int64_t b = 0; b < B; ++b) keep[size_t(b * 4 + b % 4)] = 0;
+  cache.reserve(4, keep);
+  Rng rng(7);
+  for (int64_t l = 0; l < 2; ++l) cache.store(l, rng.uniform<float>({B, 2, 4, 3}, -1, 1), rng.uniform<float>({B, 2, 4, 3}, -1, 1));
+  cache.advance(4);
+  std::vector<int64_t> identity(static_cast<size_t>(B));
+  std::iota(identity.begin(), identity.end(), int64_t(0));
+  int64_t patterns = 1, failed = 0;
+  for (int64_t b = 0; b < B; ++b) patterns *= B;
+  std::string first_failure;
+  for (int64_t p = 0; p < patterns; ++p) {  // rows[r] = digit r of p in base B: swaps, cycles, repeats
+    std::vector<int64_t> rows;
+    for (int64_t r = 0, q = p; r < B; ++r, q /= B) rows.push_back(q % B);
+    const auto want = cache.select_rows(rows);
+    auto got = cache.select_rows(identity);
+    got.reorder_rows(rows);
+    bool same = got.length() == 4;
+    for (int64_t l = 0; l < 2; ++l)  // all 7 slots: the 3 never written stay zero in both
+      same = same && testing::max_abs_diff(got.keys(l, 7), want.keys(l, 7)) == 0 &&
+             testing::max_abs_diff(got.values(l, 7), want.values(l, 7)) == 0;
+    for (int64_t b = 0; b < B; ++b) {
+      same = same && got.real_tokens(b) == want.real_tokens(b);
+      for (int64_t j = 0; j < 7; ++j) same = same && got.kept(b, j) == want.kept(b, j);
+    }
+    if (!same && failed++ == 0) first_failure = "pattern " + std::to_string(p);
+  }
+  INFO(first_failure);
+  CHECK(failed == 0);
+  // Bad rows are an Error and change nothing.
+  auto copy = cache.select_rows(identity);
+  CHECK_THROWS_WITH(copy.reorder_rows(std::vector<int64_t>(size_t(B - 1), 0)),
+                    Catch::Contains("KvCache::reorder_rows: " + std::to_string(B - 1) + " rows for a batch of"));
+  std::vector<int64_t> bad(size_t(B), 0);
+  bad.back() = B;
+  CHECK_THROWS_WITH(copy.reorder_rows(bad), Catch::Contains("outside a batch of"));
+  for (int64_t l = 0; l < 2; ++l) CHECK(testing::max_abs_diff(copy.keys(l, 4), cache.keys(l, 4)) == 0);
+}
+
+TEST_CASE("fixed-shape decode steps follow rows reordered in place (beam search on the GPU)", "[llm][kv_cache]") {
+  const Model model = testing::load_llm_fixture("qwen2");
+  const auto ref = testing::llm_reference("qwen2");
+  const auto ids = ref.get<int64_t>("padded_input_ids"), mask = ref.get<int64_t>("padded_attention_mask");  // [2, 9]
+  autograd::NoGradGuard no_grad;
+  // The same left-padded prefill in two caches, each expanded to 3 rows (beams of prompts 0, 1, 1).
+  auto eager = model.make_cache(2, 11), fixed = model.make_cache(2, 11);
+  for (auto* cache : {&eager, &fixed}) {
+    (void)model.forward({.input_ids = ids.slice(1, 0, 6).clone(), .attention_mask = mask.slice(1, 0, 6).clone(),
+                         .cache = cache});
+    *cache = cache->select_rows({0, 1, 1});
+  }
+  llm::StaticDecodeStep<float> step(model, fixed);
+  // Before each step the rows move as beams do: a swap, a repeat, nothing, a 3-cycle, a repeat.
+  const std::vector<std::vector<int64_t>> orders = {{0, 2, 1}, {2, 2, 0}, {0, 1, 2}, {1, 2, 0}, {1, 1, 2}};
+  for (size_t s = 0; s < orders.size(); ++s) {
+    const std::vector<int64_t> tokens = {int64_t(11 + s), int64_t(40 + 3 * s), int64_t(7 + 5 * s)};
+    eager.reorder_rows(orders[s]);
+    fixed.reorder_rows(orders[s]);
+    const Tensor<float> want =
+        model.forward({.input_ids = Tensor<int64_t>::from(std::span<const int64_t>(tokens), {3, 1}), .cache = &eager})
+            .logits.value();
+    const Tensor<float> got = step(tokens).value();
+    INFO("step " << s);
+    CHECK(rel_error(got, want) <= 1e-6);
+    for (int64_t b = 0; b < 3; ++b) CHECK(fixed.real_tokens(b) == eager.real_tokens(b));
+  }
+  // Row 0 ends on prompt 0 (6 real tokens + 5), row 2 on prompt 1 (4 of its 6 were pads).
+  CHECK(fixed.real_tokens(0) == 11);
+  CHECK(fixed.real_tokens(2) == 7);
 }
 
 TEST_CASE("fixed-shape decode steps equal the forward's steps over a left-padded batch", "[llm][kv_cache]") {

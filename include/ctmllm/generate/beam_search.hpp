@@ -12,11 +12,16 @@
 //   5. a prompt is done when num_beams hypotheses are finished and (early_stopping) the best running
 //      beam cannot beat the worst of them — heuristic: at its current length; never: at max length
 //      when length_penalty > 0 (an exact bound); always: at once.
-// The KV cache rows follow their beams (KvCache::select_rows). The result per prompt is the best
-// finished hypothesis.
+// The KV cache rows follow their beams: the prompt's rows are expanded to K beams once
+// (KvCache::select_rows), then each step reorders them in place (KvCache::reorder_rows, which copies
+// only the rows whose beam changed parent). The cache keeps its buffers, so on the GPU the decode
+// steps replay a CUDA graph (llm/static_decode_step.hpp) unless options.cuda_graphs is off. The
+// result per prompt is the best finished hypothesis.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "ctmllm/autograd/variable.hpp"
@@ -25,6 +30,7 @@
 #include "ctmllm/generate/sampling.hpp"
 #include "ctmllm/generate/stopping.hpp"
 #include "ctmllm/llm/decoder.hpp"
+#include "ctmllm/llm/static_decode_step.hpp"
 
 namespace ctmllm::generate {
 
@@ -49,6 +55,8 @@ std::vector<Generated> beam_search(const llm::Decoder<T, D>& model, const Prompt
       std::copy_n(first.begin() + b * V, V, scores.begin() + (b * K + k) * V);
     }
   cache = cache.select_rows(rows);
+  std::optional<llm::StaticDecodeStep<T, D>> graph_step;
+  if (!std::is_same_v<D, Cpu> && o.cuda_graphs) graph_step.emplace(model, cache);
 
   struct Hypothesis {
     std::vector<int64_t> tokens;
@@ -145,8 +153,8 @@ std::vector<Generated> beam_search(const llm::Decoder<T, D>& model, const Prompt
       all_done = all_done && done[size_t(b)];
     }
     if (all_done || every_candidate_stopped || t + 1 == N) break;
-    cache = cache.select_rows(source);
-    scores = detail::decode_step(model, next, cache);
+    cache.reorder_rows(source);
+    scores = graph_step ? detail::host_logits((*graph_step)(next)) : detail::decode_step(model, next, cache);
   }
 
   for (int64_t b = 0; b < B; ++b) {

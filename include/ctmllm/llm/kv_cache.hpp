@@ -91,31 +91,95 @@ class KvCache {
   }
 
   // A cache whose row r is this cache's row rows[r] (any count, repeats allowed): expands a prompt
-  // to several beams or samples, and reorders beams after each step of beam search.
+  // to several beams or samples.
   KvCache select_rows(const std::vector<int64_t>& rows) const {
+    check_rows(rows, "KvCache::select_rows");
     const int64_t n = int64_t(rows.size());
     KvCache out(layers(), n, kv_heads(), head_dim(), max_length_);
-    for (int64_t r = 0; r < n; ++r) {
-      const int64_t src = rows[size_t(r)];
-      CTMLLM_CHECK(src >= 0 && src < batch_, "KvCache::select_rows: row ", src, " outside a batch of ", batch_);
-      for (int64_t l = 0; l < layers(); ++l) {
-        out.keys_[size_t(l)]
-            .select(0, r)
-            .slice(1, 0, length_)
-            .copy_from(keys_[size_t(l)].select(0, src).slice(1, 0, length_));
-        out.values_[size_t(l)]
-            .select(0, r)
-            .slice(1, 0, length_)
-            .copy_from(values_[size_t(l)].select(0, src).slice(1, 0, length_));
-      }
-      std::copy_n(keep_.begin() + src * max_length_, max_length_, out.keep_.begin() + r * max_length_);
-      out.real_[size_t(r)] = real_[size_t(src)];
-    }
     out.length_ = length_;
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t l = 0; l < layers(); ++l) {
+        out.filled(out.keys_[size_t(l)], r).copy_from(filled(keys_[size_t(l)], rows[size_t(r)]));
+        out.filled(out.values_[size_t(l)], r).copy_from(filled(values_[size_t(l)], rows[size_t(r)]));
+      }
+    }
+    pick_bookkeeping(rows, out.keep_, out.real_);
     return out;
+  }
+  // Row r becomes row rows[r] (one source per row, repeats allowed), in place: beam search's reorder
+  // after each step. Only the rows that change are copied, slots [0, length) only, each row after
+  // every copy that reads it; a cycle of rows (beams trading places) goes through one spare row. The
+  // tensors keep their addresses, so a captured decode step (static_decode_step.hpp) stays valid.
+  void reorder_rows(const std::vector<int64_t>& rows) {
+    CTMLLM_CHECK(int64_t(rows.size()) == batch_, "KvCache::reorder_rows: ", rows.size(), " rows for a batch of ",
+                 batch_);
+    check_rows(rows, "KvCache::reorder_rows");
+    const std::vector<Move> moves = reorder_moves(rows);
+    if (!moves.empty() && length_ > 0) {
+      const bool spare_used = std::any_of(moves.begin(), moves.end(), [](const Move& m) { return m.to == kSpare; });
+      const Tensor<T, D> spare = spare_used ? Tensor<T, D>::empty({kv_heads(), length_, head_dim()}) : Tensor<T, D>();
+      for (auto* layers : {&keys_, &values_})
+        for (const Tensor<T, D>& t : *layers)
+          for (const Move& m : moves)
+            (m.to == kSpare ? spare : filled(t, m.to)).copy_from(m.from == kSpare ? spare : filled(t, m.from));
+    }
+    std::vector<uint8_t> keep(keep_.size());
+    std::vector<int64_t> real(real_.size());
+    pick_bookkeeping(rows, keep, real);
+    keep_ = std::move(keep);
+    real_ = std::move(real);
   }
 
  private:
+  static constexpr int64_t kSpare = -1;
+  struct Move {
+    int64_t to, from;  // rows, or kSpare
+  };
+
+  void check_rows(const std::vector<int64_t>& rows, const char* op) const {
+    for (const int64_t src : rows)
+      CTMLLM_CHECK(src >= 0 && src < batch_, op, ": row ", src, " outside a batch of ", batch_);
+  }
+  // Row r of a layer's keys or values, slots [0, length): [kv_heads, length, head_dim].
+  Tensor<T, D> filled(const Tensor<T, D>& t, int64_t r) const { return t.select(0, r).slice(1, 0, length_); }
+  // Row r of keep [rows, max_length] and real [rows] gets row rows[r]'s keep flags and real tokens.
+  void pick_bookkeeping(const std::vector<int64_t>& rows, std::vector<uint8_t>& keep, std::vector<int64_t>& real) const {
+    for (size_t r = 0; r < rows.size(); ++r) {
+      std::copy_n(keep_.begin() + rows[r] * max_length_, max_length_, keep.begin() + int64_t(r) * max_length_);
+      real[r] = real_[size_t(rows[r])];
+    }
+  }
+  // The copies that give row r row rows[r]'s content for every r, in an order where no row is
+  // overwritten while a copy still has to read it. Rows left after that form cycles: one row of a
+  // cycle is saved to the spare, its reader takes the spare, and the cycle unwinds.
+  static std::vector<Move> reorder_moves(const std::vector<int64_t>& rows) {
+    const int64_t n = int64_t(rows.size());
+    std::vector<int64_t> from = rows, readers(size_t(n), 0);  // readers: copies yet to read the row
+    std::vector<bool> settled(static_cast<size_t>(n));
+    for (int64_t r = 0; r < n; ++r) {
+      settled[size_t(r)] = from[size_t(r)] == r;
+      if (!settled[size_t(r)]) ++readers[size_t(from[size_t(r)])];
+    }
+    std::vector<Move> moves;
+    for (;;) {
+      bool progress = false;
+      for (int64_t r = 0; r < n; ++r) {
+        if (settled[size_t(r)] || readers[size_t(r)] > 0) continue;
+        moves.push_back({r, from[size_t(r)]});
+        settled[size_t(r)] = progress = true;
+        if (from[size_t(r)] != kSpare) --readers[size_t(from[size_t(r)])];
+      }
+      if (progress) continue;
+      const auto left = std::find(settled.begin(), settled.end(), false);
+      if (left == settled.end()) return moves;
+      const int64_t r = left - settled.begin();  // in a cycle: its one reader takes the spare
+      moves.push_back({kSpare, r});
+      for (int64_t t = 0; t < n; ++t)
+        if (!settled[size_t(t)] && from[size_t(t)] == r) from[size_t(t)] = kSpare;
+      readers[size_t(r)] = 0;
+    }
+  }
+
   std::vector<Tensor<T, D>> keys_, values_;  // per layer [batch, kv_heads, max_length, head_dim]
   int64_t batch_ = 0, max_length_ = 0, length_ = 0;
   std::vector<uint8_t> keep_;  // [batch, max_length] on the host: the bookkeeping is tiny

@@ -13,8 +13,8 @@
 // cache reserves the slot, the ids, positions (each row's real tokens so far), slot and keep mask go
 // over in two copies, the step runs, the cache advances. Every fed token is real. The cost of fixed
 // shapes: attention reads all max_length slots each step (masked ones add 0), not just the filled
-// ones. Beam search reorders the cache between steps (KvCache::select_rows makes a new one), so it
-// decodes through Decoder::forward instead.
+// ones. Beam search reorders the cache between steps in place (KvCache::reorder_rows), so its
+// steps too can replay the graph.
 #include <span>
 #include <string>
 #include <type_traits>
