@@ -259,7 +259,7 @@ inline Tensor<float, Cpu> linear_bf16_backward_input(const Tensor<float, Cpu>& d
 // Rows ids[...] of table [V, H] as float [..., H]; an id outside [0, V) is an Error.
 inline Tensor<float, Cpu> embedding_bf16(const Tensor<bf16, Cpu>& table, const Tensor<int64_t, Cpu>& ids) {
   const Tensor<int64_t, Cpu> flat = ids.contiguous();
-  ops::impl::check_embedding_ids(flat, table.size(0), "TokenEmbedding");
+  ops::impl::check_embedding_ids(flat, table.size(0), "embedding");
   Shape shape = ids.shape();
   shape.push_back(table.size(1));
   Tensor<float, Cpu> y = Tensor<float, Cpu>::empty(shape);
