@@ -20,7 +20,6 @@
 //    on the host after the device is done; counter peak_GiB is the allocator's peak over the steps
 //    (reset before the first, as PyTorch's max_memory_allocated after reset_peak_memory_stats).
 // Without a GPU every benchmark skips.
-#include <algorithm>
 #include <array>
 #include <chrono>
 #include <exception>
@@ -34,6 +33,7 @@
 #include "ctmllm/llm/decoder.hpp"
 #include "ctmllm/llm/static_decode_step.hpp"
 #include "ctmllm/mllm/model.hpp"
+#include "ctmllm/ops/reduce.hpp"
 #include "ctmllm/train/adamw.hpp"
 #include "ctmllm/train/finetune.hpp"
 #include "ctmllm/train/mixed_precision.hpp"
@@ -131,17 +131,13 @@ void llama8b_prefill512_bf16_B3(benchmark::State& state) { llama8b_prefill512_bf
 void llama8b_decode_step_bf16(benchmark::State& state, int64_t batch, bool graph) {
   if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
   const auto& model = llama8b();
-  const int64_t V = model.vocab_size();
   autograd::NoGradGuard no_grad;
   llm::KvCache<bf16, Cuda> cache = model.make_cache(batch, kPrefill + kDecodeWarmup + kDecodeSteps);
-  // Greedy: each row's next token is the argmax of its last logits, on the host.
+  // Greedy: each row's next token is the argmax of its last logits, taken on the device as
+  // generate() takes it (B ids come back, not B·V logits).
   std::vector<int64_t> next(static_cast<size_t>(batch));
   const auto choose = [&](const autograd::Variable<bf16, Cuda>& logits) {
-    const Tensor<float, Cpu> host = logits.value().to_device<Cpu>().to<float>();
-    for (int64_t b = 0; b < batch; ++b) {
-      const float* row = host.data() + (b + 1) * V - V;  // [B, 1, V]
-      next[size_t(b)] = int64_t(std::max_element(row, row + V) - row);
-    }
+    next = ops::argmax(logits.value(), 2).to_vector();
   };
   llm::DecoderInput<bf16, Cuda> prefill;
   prefill.inputs_embeds = prompt_embeddings(batch);

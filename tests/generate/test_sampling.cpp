@@ -1,11 +1,14 @@
 // Logits processors and token choice against small hand-computed examples (transformers' rules).
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
+#include <span>
 #include <vector>
 
 #include "ctmllm/core/rng.hpp"
 #include "ctmllm/generate/sampling.hpp"
+#include "ctmllm/ops/reduce.hpp"
 #include "support/catch.hpp"
 
 using namespace ctmllm;
@@ -145,6 +148,15 @@ TEST_CASE("process_scores applies penalties always and warpers only when samplin
 
 TEST_CASE("argmax takes the first maximum, sample inverts the CDF", "[generate][sampling]") {
   CHECK(argmax(std::vector<float>{1, 5, 5, 2}) == 1);
+  // A NaN counts as the largest, as in ops::argmax (plain greedy decoding takes that one on the
+  // logits' device) and torch.argmax.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const std::vector<float>& row : {std::vector<float>{1, nan, 7, nan}, {nan, 9, nan}, {-kInf, 3, kInf, 2}}) {
+    const int64_t n = int64_t(row.size());
+    CHECK(argmax(row) == ops::argmax(Tensor<float>::from(std::span<const float>(row), {1, 1, n}), 2).item());
+  }
+  CHECK(argmax(std::vector<float>{1, nan, 7, nan}) == 1);
+  CHECK(argmax(std::vector<float>{nan, 9, nan}) == 0);
   const std::vector<float> s = logits_of({0.5, 0.3, 0.15, 0.05});  // cumulative 0.5, 0.8, 0.95, 1
   CHECK(sample(s, 0.0) == 0);
   CHECK(sample(s, 0.49) == 0);

@@ -46,7 +46,7 @@ std::vector<Generated> beam_search(const llm::Decoder<T, D>& model, const Prompt
   constexpr double kSink = 1e9;  // transformers' penalty that removes a candidate from a selection
 
   llm::KvCache<T, D> cache = model.make_cache(B, prompt.length() + N);
-  const std::vector<float> first = detail::prefill(model, prompt, cache);
+  const std::vector<float> first = detail::host_logits(detail::prefill(model, prompt, cache));
   std::vector<int64_t> rows;  // beam k of prompt b is row b·K + k
   std::vector<float> scores(static_cast<size_t>(B * K * V));
   for (int64_t b = 0; b < B; ++b)
@@ -154,7 +154,7 @@ std::vector<Generated> beam_search(const llm::Decoder<T, D>& model, const Prompt
     }
     if (all_done || every_candidate_stopped || t + 1 == N) break;
     cache.reorder_rows(source);
-    scores = graph_step ? detail::host_logits((*graph_step)(next)) : detail::decode_step(model, next, cache);
+    scores = detail::host_logits(graph_step ? (*graph_step)(next) : detail::decode_step(model, next, cache));
   }
 
   for (int64_t b = 0; b < B; ++b) {

@@ -4,7 +4,8 @@
 // stopped (eos, stop string, max_new_tokens). num_beams > 1 runs beam search (beam_search.hpp).
 // Rows that stop early are fed the pad token until the rest finish (their outputs are discarded);
 // each row's result is what it generates alone. On the GPU the decode steps run on fixed buffers and
-// replay a CUDA graph (llm/static_decode_step.hpp) unless options.cuda_graphs is off.
+// replay a CUDA graph (llm/static_decode_step.hpp) unless options.cuda_graphs is off, and plain
+// greedy decoding takes each row's argmax there, so only B ids cross to the host per step.
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -33,7 +34,18 @@ std::vector<Generated> generate(const llm::Decoder<T, D>& model, const Prompt<T,
   if (o.max_new_tokens == 0) return out;
 
   llm::KvCache<T, D> cache = model.make_cache(B, prompt.length() + o.max_new_tokens);
-  std::vector<float> scores = detail::prefill(model, prompt, cache);
+  // Plain greedy decoding (no processor that reads the history) takes each row's argmax where the
+  // logits are: on the GPU B ids come back per step instead of B·V scores.
+  const bool plain_greedy = !o.do_sample && o.repetition_penalty == 1.0 && o.no_repeat_ngram_size == 0;
+  std::vector<float> scores;  // [B·V], processed on the host
+  std::vector<int64_t> best;  // [B], plain greedy
+  const auto take = [&](const autograd::Variable<T, D>& logits) {
+    if (plain_greedy)
+      best = detail::row_argmax(logits);
+    else
+      scores = detail::host_logits(logits);
+  };
+  take(detail::prefill(model, prompt, cache));
   std::optional<llm::StaticDecodeStep<T, D>> graph_step;
   if (!std::is_same_v<D, Cpu> && o.cuda_graphs) graph_step.emplace(model, cache);
   std::vector<std::vector<int64_t>> history = detail::prompt_history(prompt);
@@ -49,9 +61,14 @@ std::vector<Generated> generate(const llm::Decoder<T, D>& model, const Prompt<T,
         next[size_t(b)] = o.pad_token_id;
         continue;
       }
-      const std::span<float> row(scores.data() + b * V, size_t(V));
-      process_scores(row, history[size_t(b)], o);
-      const int64_t token = o.do_sample ? sample(row, rng.uniform_at(draws + uint64_t(b))) : argmax(row);
+      int64_t token = 0;
+      if (plain_greedy) {
+        token = best[size_t(b)];
+      } else {
+        const std::span<float> row(scores.data() + b * V, size_t(V));
+        process_scores(row, history[size_t(b)], o);
+        token = o.do_sample ? sample(row, rng.uniform_at(draws + uint64_t(b))) : argmax(row);
+      }
       next[size_t(b)] = token;
       history[size_t(b)].push_back(token);
       Generated& g = out[size_t(b)];
@@ -64,7 +81,7 @@ std::vector<Generated> generate(const llm::Decoder<T, D>& model, const Prompt<T,
       any_running = any_running || running[size_t(b)];
     }
     if (!any_running || step + 1 == o.max_new_tokens) break;
-    scores = graph_step ? detail::host_logits((*graph_step)(next)) : detail::decode_step(model, next, cache);
+    take(graph_step ? (*graph_step)(next) : detail::decode_step(model, next, cache));
   }
   return out;
 }

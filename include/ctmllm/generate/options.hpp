@@ -48,9 +48,9 @@ struct GenerationOptions {
   int64_t pad_token_id = 0;  // fed to rows that have finished while others run
   // Streaming: called with (row, token) for every new token of every running row, in order.
   std::function<void(int64_t row, int64_t token)> on_token;
-  // On the GPU, greedy and sampled decoding replay each step from a CUDA graph
-  // (llm/static_decode_step.hpp); false launches every step's kernels one by one. The CPU and beam
-  // search always run their steps directly.
+  // On the GPU, greedy, sampled and beam decoding replay each step from a CUDA graph
+  // (llm/static_decode_step.hpp); false launches every step's kernels one by one. The CPU always
+  // runs its steps directly.
   bool cuda_graphs = true;
 };
 

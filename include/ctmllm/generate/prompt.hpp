@@ -12,6 +12,7 @@
 
 #include "ctmllm/autograd/variable.hpp"
 #include "ctmllm/llm/decoder.hpp"
+#include "ctmllm/ops/reduce.hpp"
 
 namespace ctmllm::generate {
 
@@ -83,9 +84,16 @@ std::vector<float> host_logits(const autograd::Variable<T, D>& logits) {
   return std::vector<float>(f.data(), f.data() + f.numel());
 }
 
-// Runs the prompt into `cache`; returns the scores of each row's next token [B·V].
+// Each row's argmax of logits [B, 1, V], taken where the logits are (on the GPU only B ids come
+// back); ties and NaN as generate::argmax.
 template <class T, class D>
-std::vector<float> prefill(const llm::Decoder<T, D>& model, const Prompt<T, D>& p, llm::KvCache<T, D>& cache) {
+std::vector<int64_t> row_argmax(const autograd::Variable<T, D>& logits) {
+  return ops::argmax(logits.value(), 2).to_vector();
+}
+
+// Runs the prompt into `cache`; returns the logits of each row's next token [B, 1, V].
+template <class T, class D>
+autograd::Variable<T, D> prefill(const llm::Decoder<T, D>& model, const Prompt<T, D>& p, llm::KvCache<T, D>& cache) {
   llm::DecoderInput<T, D> in;
   if (p.inputs_embeds.defined())
     in.inputs_embeds = p.inputs_embeds;
@@ -94,18 +102,18 @@ std::vector<float> prefill(const llm::Decoder<T, D>& model, const Prompt<T, D>& 
   in.attention_mask = p.attention_mask;
   in.cache = &cache;
   in.logits_to_keep = 1;
-  return host_logits(model.forward(in).logits);
+  return model.forward(in).logits;
 }
 
-// Feeds one token per row ([B], 1 = real) and returns the scores of the next ones [B·V].
+// Feeds one token per row ([B], 1 = real) and returns the logits of the next ones [B, 1, V].
 template <class T, class D>
-std::vector<float> decode_step(const llm::Decoder<T, D>& model, const std::vector<int64_t>& tokens,
+autograd::Variable<T, D> decode_step(const llm::Decoder<T, D>& model, const std::vector<int64_t>& tokens,
                                llm::KvCache<T, D>& cache) {
   const int64_t B = int64_t(tokens.size());
   llm::DecoderInput<T, D> in;
   in.input_ids = Tensor<int64_t, Cpu>::from(std::span<const int64_t>(tokens), {B, 1}).template to_device<D>();
   in.cache = &cache;
-  return host_logits(model.forward(in).logits);
+  return model.forward(in).logits;
 }
 
 }  // namespace detail

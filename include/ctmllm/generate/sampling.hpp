@@ -151,9 +151,13 @@ inline void process_scores(std::span<float> scores, std::span<const int64_t> his
   if (o.min_p) min_p(scores, *o.min_p);
 }
 
-// The first id of the largest score.
+// The first id of the largest score, a NaN counting as the largest (torch.argmax's rule, and
+// ops::argmax's, which plain greedy decoding takes on the logits' device).
 inline int64_t argmax(std::span<const float> scores) {
-  return int64_t(std::max_element(scores.begin(), scores.end()) - scores.begin());
+  size_t best = 0;
+  for (size_t i = 1; i < scores.size(); ++i)
+    if (std::isnan(scores[i]) ? !std::isnan(scores[best]) : scores[i] > scores[best]) best = i;
+  return int64_t(best);
 }
 
 // Inverse-CDF draw at u in [0, 1) from softmax(scores): the first id whose cumulative probability
