@@ -1,12 +1,12 @@
 #pragma once
-// KvCache: the keys (after RoPE) and values of every layer, preallocated as
-// [batch, kv_heads, max_length, head_dim] per layer — kv heads, not query heads, so GQA/MQA
-// models keep only what they compute. A forward over S new tokens writes slots
-// [length, length + S) of every layer and then advances length; every row of the batch advances
-// together, so a left-padded batch stays aligned and padding is carried as a keep mask [batch,
-// max_length] (0 = a pad slot no query may attend to). Each row also counts its real tokens, which
-// is the position its next real token takes (position_ids = cumsum(mask) − 1, as Hugging Face
-// computes them). The keys and values start as zeros, so slots not yet written hold finite values: a
+// KvCache: the keys (after RoPE) and values of every layer, preallocated as one buffer each,
+// [layers, batch, kv_heads, max_length, head_dim] (so moving a row of the batch is one copy for all
+// layers) — kv heads, not query heads, so GQA/MQA models keep only what they compute. A forward over
+// S new tokens writes slots [length, length + S) of every layer and then advances length; every row
+// of the batch advances together, so a left-padded batch stays aligned and padding is carried as a
+// keep mask [batch, max_length] (0 = a pad slot no query may attend to). Each row also counts its
+// real tokens, which is the position its next real token takes (position_ids = cumsum(mask) − 1, as
+// Hugging Face computes them). The keys and values start as zeros, so slots not yet written hold finite values: a
 // fixed-shape decode step (static_decode_step.hpp) attends over every slot under a mask, and masked
 // slots then add 0 · 0.
 #include <algorithm>
@@ -27,20 +27,18 @@ class KvCache {
     CTMLLM_CHECK(layers > 0 && batch > 0 && kv_heads > 0 && head_dim > 0 && max_length > 0,
                  "KvCache: layers, batch, kv_heads, head_dim and max_length must be positive, got ", layers, ", ",
                  batch, ", ", kv_heads, ", ", head_dim, ", ", max_length);
-    for (int64_t l = 0; l < layers; ++l) {
-      keys_.push_back(Tensor<T, D>::zeros({batch, kv_heads, max_length, head_dim}));
-      values_.push_back(Tensor<T, D>::zeros({batch, kv_heads, max_length, head_dim}));
-    }
+    keys_ = Tensor<T, D>::zeros({layers, batch, kv_heads, max_length, head_dim});
+    values_ = Tensor<T, D>::zeros({layers, batch, kv_heads, max_length, head_dim});
     keep_ = std::vector<uint8_t>(size_t(batch * max_length), 1);
   }
 
-  bool defined() const { return !keys_.empty(); }
-  int64_t layers() const { return int64_t(keys_.size()); }
+  bool defined() const { return keys_.defined(); }
+  int64_t layers() const { return keys_.size(0); }
   int64_t batch() const { return batch_; }
   int64_t length() const { return length_; }
   int64_t max_length() const { return max_length_; }
-  int64_t kv_heads() const { return keys_.at(0).size(1); }
-  int64_t head_dim() const { return keys_.at(0).size(3); }
+  int64_t kv_heads() const { return keys_.size(2); }
+  int64_t head_dim() const { return keys_.size(4); }
   // Real (unmasked) tokens stored for row b: the position of its next real token.
   int64_t real_tokens(int64_t b) const { return real_.at(size_t(b)); }
   // Keep flag of slot j of row b (j < length).
@@ -58,18 +56,18 @@ class KvCache {
   // Writes layer l's new keys and values k, v [batch, kv_heads, S, head_dim] at the reserved slots.
   void store(int64_t l, const Tensor<T, D>& k, const Tensor<T, D>& v) {
     const int64_t S = k.size(2);
-    keys_.at(size_t(l)).slice(2, length_, length_ + S).copy_from(k);
-    values_.at(size_t(l)).slice(2, length_, length_ + S).copy_from(v);
+    keys_.select(0, l).slice(2, length_, length_ + S).copy_from(k);
+    values_.select(0, l).slice(2, length_, length_ + S).copy_from(v);
   }
   // Writes layer l's keys and values k, v [batch, kv_heads, S, head_dim] at the S slots that `slots`
   // [S] (int64, on the device) names: the write of a step whose slot index lives on the device.
   void store_at(int64_t l, const Tensor<int64_t, D>& slots, const Tensor<T, D>& k, const Tensor<T, D>& v) {
-    ops::index_copy_(keys_.at(size_t(l)), 2, slots, k);
-    ops::index_copy_(values_.at(size_t(l)), 2, slots, v);
+    ops::index_copy_(keys_.select(0, l), 2, slots, k);
+    ops::index_copy_(values_.select(0, l), 2, slots, v);
   }
   // Layer l's keys / values of slots [0, end): views [batch, kv_heads, end, head_dim].
-  Tensor<T, D> keys(int64_t l, int64_t end) const { return keys_.at(size_t(l)).slice(2, 0, end); }
-  Tensor<T, D> values(int64_t l, int64_t end) const { return values_.at(size_t(l)).slice(2, 0, end); }
+  Tensor<T, D> keys(int64_t l, int64_t end) const { return keys_.select(0, l).slice(2, 0, end); }
+  Tensor<T, D> values(int64_t l, int64_t end) const { return values_.select(0, l).slice(2, 0, end); }
   // The attention key mask of slots [0, end) as [batch, end], or undefined when every slot is kept.
   Tensor<uint8_t, D> keep_mask(int64_t end) const {
     Tensor<uint8_t, Cpu> m = Tensor<uint8_t, Cpu>::empty({batch_, end});
@@ -98,10 +96,8 @@ class KvCache {
     KvCache out(layers(), n, kv_heads(), head_dim(), max_length_);
     out.length_ = length_;
     for (int64_t r = 0; r < n; ++r) {
-      for (int64_t l = 0; l < layers(); ++l) {
-        out.filled(out.keys_[size_t(l)], r).copy_from(filled(keys_[size_t(l)], rows[size_t(r)]));
-        out.filled(out.values_[size_t(l)], r).copy_from(filled(values_[size_t(l)], rows[size_t(r)]));
-      }
+      out.filled(out.keys_, r).copy_from(filled(keys_, rows[size_t(r)]));
+      out.filled(out.values_, r).copy_from(filled(values_, rows[size_t(r)]));
     }
     pick_bookkeeping(rows, out.keep_, out.real_);
     return out;
@@ -117,11 +113,11 @@ class KvCache {
     const std::vector<Move> moves = reorder_moves(rows);
     if (!moves.empty() && length_ > 0) {
       const bool spare_used = std::any_of(moves.begin(), moves.end(), [](const Move& m) { return m.to == kSpare; });
-      const Tensor<T, D> spare = spare_used ? Tensor<T, D>::empty({kv_heads(), length_, head_dim()}) : Tensor<T, D>();
-      for (auto* layers : {&keys_, &values_})
-        for (const Tensor<T, D>& t : *layers)
-          for (const Move& m : moves)
-            (m.to == kSpare ? spare : filled(t, m.to)).copy_from(m.from == kSpare ? spare : filled(t, m.from));
+      const Tensor<T, D> spare =
+          spare_used ? Tensor<T, D>::empty({layers(), kv_heads(), length_, head_dim()}) : Tensor<T, D>();
+      for (const Tensor<T, D>* t : {&keys_, &values_})
+        for (const Move& m : moves)
+          (m.to == kSpare ? spare : filled(*t, m.to)).copy_from(m.from == kSpare ? spare : filled(*t, m.from));
     }
     std::vector<uint8_t> keep(keep_.size());
     std::vector<int64_t> real(real_.size());
@@ -140,8 +136,9 @@ class KvCache {
     for (const int64_t src : rows)
       CTMLLM_CHECK(src >= 0 && src < batch_, op, ": row ", src, " outside a batch of ", batch_);
   }
-  // Row r of a layer's keys or values, slots [0, length): [kv_heads, length, head_dim].
-  Tensor<T, D> filled(const Tensor<T, D>& t, int64_t r) const { return t.select(0, r).slice(1, 0, length_); }
+  // Row r of every layer's keys or values, slots [0, length): [layers, kv_heads, length, head_dim],
+  // one strided copy (one kernel on the GPU) whatever the layer count.
+  Tensor<T, D> filled(const Tensor<T, D>& t, int64_t r) const { return t.select(1, r).slice(2, 0, length_); }
   // Row r of keep [rows, max_length] and real [rows] gets row rows[r]'s keep flags and real tokens.
   void pick_bookkeeping(const std::vector<int64_t>& rows, std::vector<uint8_t>& keep, std::vector<int64_t>& real) const {
     for (size_t r = 0; r < rows.size(); ++r) {
@@ -180,7 +177,7 @@ class KvCache {
     }
   }
 
-  std::vector<Tensor<T, D>> keys_, values_;  // per layer [batch, kv_heads, max_length, head_dim]
+  Tensor<T, D> keys_, values_;  // [layers, batch, kv_heads, max_length, head_dim]
   int64_t batch_ = 0, max_length_ = 0, length_ = 0;
   std::vector<uint8_t> keep_;  // [batch, max_length] on the host: the bookkeeping is tiny
   std::vector<int64_t> real_;  // [batch]
