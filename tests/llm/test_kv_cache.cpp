@@ -1,7 +1,7 @@
 // KvCache: prefill then decode equals the full forward (every family, GQA/MQA included), a
-// left-padded batch through the cache gives each row's unpadded logits, row selection (beams), and
-// fixed-shape decode steps (StaticDecodeStep, what the GPU replays as a CUDA graph) equal the
-// forward's steps.
+// left-padded batch through the cache gives each row's unpadded logits, row selection and in-place
+// reordering (beams; every pattern of 4 and 5 rows), and fixed-shape decode steps (StaticDecodeStep,
+// what the GPU replays as a CUDA graph) equal the forward's steps, also over reordered rows.
 #include <numeric>
 #include <string>
 #include <vector>
@@ -98,7 +98,8 @@ TEST_CASE("reorder_rows in place equals select_rows, for every row pattern of 4 
   for (int64_t b = 0; b < B; ++b) keep[size_t(b * 4 + b % 4)] = 0;
   cache.reserve(4, keep);
   Rng rng(7);
-  for (int64_t l = 0; l < 2; ++l) cache.store(l, rng.uniform<float>({B, 2, 4, 3}, -1, 1), rng.uniform<float>({B, 2, 4, 3}, -1, 1));
+  for (int64_t l = 0; l < 2; ++l)
+    cache.store(l, rng.uniform<float>({B, 2, 4, 3}, -1, 1), rng.uniform<float>({B, 2, 4, 3}, -1, 1));
   cache.advance(4);
   std::vector<int64_t> identity(static_cast<size_t>(B));
   std::iota(identity.begin(), identity.end(), int64_t(0));

@@ -6,9 +6,9 @@
 // of the batch advances together, so a left-padded batch stays aligned and padding is carried as a
 // keep mask [batch, max_length] (0 = a pad slot no query may attend to). Each row also counts its
 // real tokens, which is the position its next real token takes (position_ids = cumsum(mask) − 1, as
-// Hugging Face computes them). The keys and values start as zeros, so slots not yet written hold finite values: a
-// fixed-shape decode step (static_decode_step.hpp) attends over every slot under a mask, and masked
-// slots then add 0 · 0.
+// Hugging Face computes them). The keys and values start as zeros, so slots not yet written hold
+// finite values: a fixed-shape decode step (static_decode_step.hpp) attends over every slot under a
+// mask, and masked slots then add 0 · 0.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -140,7 +140,8 @@ class KvCache {
   // one strided copy (one kernel on the GPU) whatever the layer count.
   Tensor<T, D> filled(const Tensor<T, D>& t, int64_t r) const { return t.select(1, r).slice(2, 0, length_); }
   // Row r of keep [rows, max_length] and real [rows] gets row rows[r]'s keep flags and real tokens.
-  void pick_bookkeeping(const std::vector<int64_t>& rows, std::vector<uint8_t>& keep, std::vector<int64_t>& real) const {
+  void pick_bookkeeping(const std::vector<int64_t>& rows, std::vector<uint8_t>& keep,
+                        std::vector<int64_t>& real) const {
     for (size_t r = 0; r < rows.size(); ++r) {
       std::copy_n(keep_.begin() + rows[r] * max_length_, max_length_, keep.begin() + int64_t(r) * max_length_);
       real[r] = real_[size_t(rows[r])];
