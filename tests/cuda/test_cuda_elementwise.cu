@@ -77,6 +77,15 @@ void check_reductions(uint64_t seed) {
   CTMLLM_CHECK_GPU(T, ops::sum(gx), ops::sum(x));
   CTMLLM_CHECK_GPU(T, ops::sum(gx.transpose(0, 2), {0}), ops::sum(x.transpose(0, 2), {0}));  // strided input
   CTMLLM_CHECK_GPU(T, ops::sum_to_shape(gx, Shape{50, 1}), ops::sum_to_shape(x, Shape{50, 1}));
+  // Leading dimensions of a contiguous tensor (a bias gradient): a thread per column, rows in chunks
+  // of at least 16 (here 62, and 1 for 20 rows); below 32 columns, a block per output instead.
+  const auto rows = random_normal<T>(rng, {1000, 70}), rows3 = random_normal<T>(rng, {4, 250, 40});
+  const auto few = random_normal<T>(rng, {20, 33}), narrow = random_normal<T>(rng, {600, 7});
+  CTMLLM_CHECK_GPU(T, ops::sum(rows.template to_device<Cuda>(), {0}), ops::sum(rows, {0}));
+  CTMLLM_CHECK_GPU(T, ops::mean(rows.template to_device<Cuda>(), {0}), ops::mean(rows, {0}));
+  CTMLLM_CHECK_GPU(T, ops::sum(rows3.template to_device<Cuda>(), {0, 1}), ops::sum(rows3, {0, 1}));
+  CTMLLM_CHECK_GPU(T, ops::sum(few.template to_device<Cuda>(), {0}), ops::sum(few, {0}));
+  CTMLLM_CHECK_GPU(T, ops::sum(narrow.template to_device<Cuda>(), {0}), ops::sum(narrow, {0}));
   const auto dy = random_normal<T>(rng, {6, 1, 9});
   CTMLLM_CHECK_GPU(T, ops::mean_backward(dy.template to_device<Cuda>(), x.shape(), {1}, true),
                    ops::mean_backward(dy, x.shape(), {1}, true));

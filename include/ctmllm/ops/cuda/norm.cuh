@@ -8,6 +8,7 @@
 #include "ctmllm/ops/cpu/norm.hpp"
 #include "ctmllm/ops/cuda/block_reduce.cuh"
 #include "ctmllm/ops/cuda/map.cuh"
+#include "ctmllm/ops/cuda/reduce.cuh"
 
 namespace ctmllm::ops {
 namespace cuda_impl {
@@ -121,34 +122,23 @@ __global__ void norm_param_partial_kernel(const T* __restrict__ dy, const T* __r
   partial[chunk * 2 * C + C + c] = db;
 }
 
-// out[c] = Σ_chunk partial[chunk][first + c], in chunk order.
-template <class T>
-__global__ void sum_partials_kernel(const float* __restrict__ partial, T* __restrict__ out, int64_t first, int64_t n,
-                                    int64_t width, int64_t chunks) {
-  for (int64_t c = global_thread(); c < n; c += grid_threads()) {
-    float s = 0.0f;
-    for (int64_t k = 0; k < chunks; ++k) s += partial[k * width + first + c];
-    out[c] = from_float<T>(s);
-  }
-}
-
 // dweight (and dbias when defined) of a norm over rows×C, written where defined.
 template <class T>
 void norm_param_grads(const Tensor<T, Cuda>& dy, const Tensor<T, Cuda>& x, const float* mean, const float* rstd,
                       const Tensor<T, Cuda>& dweight, const Tensor<T, Cuda>& dbias, int64_t rows, int64_t C) {
   if (!dweight.defined() && !dbias.defined()) return;
   const cudaStream_t s = cuda::current_stream();
-  const int64_t chunks = std::clamp<int64_t>(rows / 16, 1, 256);  // at least 16 rows each
+  const int64_t chunks = row_chunks(rows);
   const Tensor<float, Cuda> partial = Tensor<float, Cuda>::empty(Shape{chunks, 2 * C});
   const dim3 grid(unsigned((C + kThreads - 1) / kThreads), unsigned(chunks));
   norm_param_partial_kernel<<<grid, kThreads, 0, s>>>(dy.data(), x.data(), mean, rstd, partial.data(), rows, C, chunks);
   cuda::check_launch("norm_param_partial_kernel");
   if (dweight.defined()) {
-    sum_partials_kernel<<<grid_for(C), kThreads, 0, s>>>(partial.data(), dweight.data(), 0, C, 2 * C, chunks);
+    sum_partials_kernel<<<grid_for(C), kThreads, 0, s>>>(partial.data(), dweight.data(), 0, C, 2 * C, chunks, 1.0f);
     cuda::check_launch("sum_partials_kernel (dweight)");
   }
   if (dbias.defined()) {
-    sum_partials_kernel<<<grid_for(C), kThreads, 0, s>>>(partial.data(), dbias.data(), C, C, 2 * C, chunks);
+    sum_partials_kernel<<<grid_for(C), kThreads, 0, s>>>(partial.data(), dbias.data(), C, C, 2 * C, chunks, 1.0f);
     cuda::check_launch("sum_partials_kernel (dbias)");
   }
 }

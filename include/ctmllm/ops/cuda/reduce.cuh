@@ -1,8 +1,12 @@
 #pragma once
 // CUDA kernels for sum/mean over any set of dimensions (the Tensor<T, Cuda> overloads of
-// ops/cpu/reduce.hpp's sum and broadcast_scaled). A sum gives each output element one block, whose
-// threads stride over the reduced elements and meet in a block reduction: float accumulation, and a
-// fixed order, so results repeat exactly from run to run.
+// ops/cpu/reduce.hpp's sum and broadcast_scaled). A sum over the leading dimensions of a contiguous
+// tensor (a bias gradient: dy [rows, out] summed over rows) gives each column a thread, so a warp
+// reads consecutive elements of a row, and splits the rows into chunks whose partial sums a second
+// kernel adds in chunk order. Any other sum gives each output element one block, whose threads
+// stride over the reduced elements and meet in a block reduction. Float accumulation and a fixed
+// order either way, so results repeat exactly from run to run.
+#include <algorithm>
 #include <array>
 
 #include "ctmllm/ops/cuda/block_reduce.cuh"
@@ -28,6 +32,32 @@ __global__ void sum_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t o
     if (threadIdx.x == 0) y[o] = from_float<T>(s * scale);
   }
 }
+
+// partial[chunk][c] = Σ x[r·n + c] over the rows r of chunk blockIdx.y (x [count, n] row-major).
+template <class T>
+__global__ void column_sum_partial_kernel(const T* __restrict__ x, float* __restrict__ partial, int64_t count,
+                                          int64_t n, int64_t chunks) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= n) return;
+  const int64_t chunk = blockIdx.y, r0 = count * chunk / chunks, r1 = count * (chunk + 1) / chunks;
+  float s = 0.0f;
+  for (int64_t r = r0; r < r1; ++r) s += to_float(x[r * n + c]);
+  partial[chunk * n + c] = s;
+}
+
+// out[c] = scale · Σ_chunk partial[chunk][first + c], in chunk order.
+template <class T>
+__global__ void sum_partials_kernel(const float* __restrict__ partial, T* __restrict__ out, int64_t first, int64_t n,
+                                    int64_t width, int64_t chunks, float scale) {
+  for (int64_t c = global_thread(); c < n; c += grid_threads()) {
+    float s = 0.0f;
+    for (int64_t k = 0; k < chunks; ++k) s += partial[k * width + first + c];
+    out[c] = from_float<T>(s * scale);
+  }
+}
+
+// Row chunks for a column sum over `rows`: at least 16 rows each, at most 256 chunks.
+inline int64_t row_chunks(int64_t rows) { return std::clamp<int64_t>(rows / 16, 1, 256); }
 
 // dst[i] = src[strided i] · scale, dst contiguous.
 template <class T>
@@ -55,6 +85,25 @@ void sum(const Tensor<T, Cuda>& x, const std::array<bool, kMaxRank>& reduce, acc
   }
   const int64_t outputs = kept_shape.numel(), count = red_shape.numel();
   if (outputs == 0) return;
+  // Reduced dimensions that lead a contiguous x: x is [count, outputs] row-major. Below a warp's
+  // worth of columns the block-per-output kernel keeps more threads busy.
+  int lead = 0;
+  while (lead < x.rank() && reduce[lead]) ++lead;
+  bool leading = x.is_contiguous() && lead > 0 && outputs >= 32;
+  for (int d = lead; d < x.rank(); ++d) leading = leading && !reduce[d];
+  if (leading) {
+    const cudaStream_t stream = cuda::current_stream();
+    const int64_t chunks = cuda_impl::row_chunks(count);
+    const Tensor<float, Cuda> partial = Tensor<float, Cuda>::empty({chunks, outputs});
+    const dim3 grid(unsigned((outputs + cuda_impl::kThreads - 1) / cuda_impl::kThreads), unsigned(chunks));
+    cuda_impl::column_sum_partial_kernel<<<grid, cuda_impl::kThreads, 0, stream>>>(x.data(), partial.data(), count,
+                                                                                  outputs, chunks);
+    cuda::check_launch("column_sum_partial_kernel");
+    cuda_impl::sum_partials_kernel<<<cuda_impl::grid_for(outputs), cuda_impl::kThreads, 0, stream>>>(
+        partial.data(), y.data(), 0, outputs, outputs, chunks, float(scale));
+    cuda::check_launch("sum_partials_kernel");
+    return;
+  }
   const Shape ks[1] = {kept_strides}, rs[1] = {red_strides};
   cuda_impl::sum_kernel<<<cuda_impl::grid_rows(outputs), cuda_impl::threads_for_row(count, 4), 0, cuda::current_stream()>>>(
       x.data(), y.data(), outputs, count, cuda_impl::strided_offsets(kept_shape, ks),
