@@ -20,8 +20,6 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <optional>
-#include <type_traits>
 #include <vector>
 
 #include "ctmllm/autograd/variable.hpp"
@@ -30,7 +28,6 @@
 #include "ctmllm/generate/sampling.hpp"
 #include "ctmllm/generate/stopping.hpp"
 #include "ctmllm/llm/decoder.hpp"
-#include "ctmllm/llm/static_decode_step.hpp"
 
 namespace ctmllm::generate {
 
@@ -55,8 +52,7 @@ std::vector<Generated> beam_search(const llm::Decoder<T, D>& model, const Prompt
       std::copy_n(first.begin() + b * V, V, scores.begin() + (b * K + k) * V);
     }
   cache = cache.select_rows(rows);
-  std::optional<llm::StaticDecodeStep<T, D>> graph_step;
-  if (!std::is_same_v<D, Cpu> && o.cuda_graphs) graph_step.emplace(model, cache);
+  detail::DecodeSteps<T, D> decode_step(model, cache, o.cuda_graphs);
 
   struct Hypothesis {
     std::vector<int64_t> tokens;
@@ -154,7 +150,7 @@ std::vector<Generated> beam_search(const llm::Decoder<T, D>& model, const Prompt
     }
     if (all_done || every_candidate_stopped || t + 1 == N) break;
     cache.reorder_rows(source);
-    scores = detail::host_logits(graph_step ? (*graph_step)(next) : detail::decode_step(model, next, cache));
+    scores = detail::host_logits(decode_step(next));
   }
 
   for (int64_t b = 0; b < B; ++b) {

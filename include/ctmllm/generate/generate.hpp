@@ -6,8 +6,6 @@
 // each row's result is what it generates alone. On the GPU the decode steps run on fixed buffers and
 // replay a CUDA graph (llm/static_decode_step.hpp) unless options.cuda_graphs is off, and plain
 // greedy decoding takes each row's argmax there, so only B ids cross to the host per step.
-#include <optional>
-#include <type_traits>
 #include <vector>
 
 #include "ctmllm/autograd/variable.hpp"
@@ -18,7 +16,6 @@
 #include "ctmllm/generate/sampling.hpp"
 #include "ctmllm/generate/stopping.hpp"
 #include "ctmllm/llm/decoder.hpp"
-#include "ctmllm/llm/static_decode_step.hpp"
 
 namespace ctmllm::generate {
 
@@ -46,8 +43,7 @@ std::vector<Generated> generate(const llm::Decoder<T, D>& model, const Prompt<T,
       scores = detail::host_logits(logits);
   };
   take(detail::prefill(model, prompt, cache));
-  std::optional<llm::StaticDecodeStep<T, D>> graph_step;
-  if (!std::is_same_v<D, Cpu> && o.cuda_graphs) graph_step.emplace(model, cache);
+  detail::DecodeSteps<T, D> decode_step(model, cache, o.cuda_graphs);
   std::vector<std::vector<int64_t>> history = detail::prompt_history(prompt);
   const StoppingCriteria stopping(o);
   Rng rng(o.seed);
@@ -81,7 +77,7 @@ std::vector<Generated> generate(const llm::Decoder<T, D>& model, const Prompt<T,
       any_running = any_running || running[size_t(b)];
     }
     if (!any_running || step + 1 == o.max_new_tokens) break;
-    take(graph_step ? (*graph_step)(next) : detail::decode_step(model, next, cache));
+    take(decode_step(next));
   }
   return out;
 }

@@ -1,5 +1,5 @@
 #pragma once
-// A batch of prompts, and the prefill every decoding strategy starts with.
+// A batch of prompts, the prefill every decoding strategy starts with, and its decode steps.
 //
 // Prompts of different lengths are left-padded (the real tokens end together, so every row's next
 // token is at the same cache slot); the attention mask hides the pads and positions follow it.
@@ -8,10 +8,14 @@
 // repetition penalty and the n-gram ban look at.
 #include <algorithm>
 #include <cstdint>
+#include <optional>
+#include <span>
+#include <type_traits>
 #include <vector>
 
 #include "ctmllm/autograd/variable.hpp"
 #include "ctmllm/llm/decoder.hpp"
+#include "ctmllm/llm/static_decode_step.hpp"
 #include "ctmllm/ops/reduce.hpp"
 
 namespace ctmllm::generate {
@@ -105,16 +109,30 @@ autograd::Variable<T, D> prefill(const llm::Decoder<T, D>& model, const Prompt<T
   return model.forward(in).logits;
 }
 
-// Feeds one token per row ([B], 1 = real) and returns the logits of the next ones [B, 1, V].
+// Decode steps over `cache`: each call feeds one token per row ([B], 1 = real) and returns the logits
+// of the next ones [B, 1, V]. On the GPU with cuda_graphs the steps run on fixed buffers and replay a
+// CUDA graph (llm/static_decode_step.hpp); otherwise each is a Decoder::forward over the cache.
 template <class T, class D>
-autograd::Variable<T, D> decode_step(const llm::Decoder<T, D>& model, const std::vector<int64_t>& tokens,
-                               llm::KvCache<T, D>& cache) {
-  const int64_t B = int64_t(tokens.size());
-  llm::DecoderInput<T, D> in;
-  in.input_ids = Tensor<int64_t, Cpu>::from(std::span<const int64_t>(tokens), {B, 1}).template to_device<D>();
-  in.cache = &cache;
-  return model.forward(in).logits;
-}
+class DecodeSteps {
+ public:
+  DecodeSteps(const llm::Decoder<T, D>& model, llm::KvCache<T, D>& cache, bool cuda_graphs)
+      : model_(model), cache_(cache) {
+    if (!std::is_same_v<D, Cpu> && cuda_graphs) graph_.emplace(model, cache);
+  }
+  autograd::Variable<T, D> operator()(const std::vector<int64_t>& tokens) {
+    if (graph_) return (*graph_)(tokens);
+    const int64_t B = int64_t(tokens.size());
+    llm::DecoderInput<T, D> in;
+    in.input_ids = Tensor<int64_t, Cpu>::from(std::span<const int64_t>(tokens), {B, 1}).template to_device<D>();
+    in.cache = &cache_;
+    return model_.forward(in).logits;
+  }
+
+ private:
+  const llm::Decoder<T, D>& model_;
+  llm::KvCache<T, D>& cache_;
+  std::optional<llm::StaticDecodeStep<T, D>> graph_;
+};
 
 }  // namespace detail
 }  // namespace ctmllm::generate
