@@ -23,7 +23,7 @@ if(NOT DEFINED CTMLLM_WITH_CUDNN_FRONTEND)
 endif()
 
 # Sets the cache variable CTMLLM_CUDNN_FRONTEND_INCLUDE_DIR (unless already set) and, when the
-# headers are found, CTMLLM_CUDNN_FRONTEND_VERSION in the caller's scope (1.13 is the first with the
+# headers are found, CTMLLM_CUDNN_FRONTEND_VERSION in the caller's scope (1.14 is the first with the
 # graph API calls sdpa_cudnn.cuh makes).
 function(ctmllm_find_cudnn_frontend)
   set(hints ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/../third_party/cudnn_frontend/include)
@@ -81,7 +81,7 @@ if(CTMLLM_ENABLE_CUDA AND NOT TARGET ctmllm::cuda)
       if(CTMLLM_WITH_CUDNN_FRONTEND)
         ctmllm_find_cudnn_frontend()
       endif()
-      if(CTMLLM_WITH_CUDNN_FRONTEND AND "${CTMLLM_CUDNN_FRONTEND_VERSION}" VERSION_GREATER_EQUAL 1.13 AND TARGET CUDA::nvrtc)
+      if(CTMLLM_WITH_CUDNN_FRONTEND AND "${CTMLLM_CUDNN_FRONTEND_VERSION}" VERSION_GREATER_EQUAL 1.14 AND TARGET CUDA::nvrtc)
         # An IMPORTED target's include folders are system ones: the frontend's own warnings stay quiet.
         # NVRTC: the frontend's plan building links its runtime-compiled engines in.
         target_include_directories(ctmllm::cuda INTERFACE ${CTMLLM_CUDNN_FRONTEND_INCLUDE_DIR})
@@ -93,7 +93,7 @@ if(CTMLLM_ENABLE_CUDA AND NOT TARGET ctmllm::cuda)
       elseif(NOT CTMLLM_CUDA_QUIET AND NOT CTMLLM_WITH_CUDNN_FRONTEND)
         message(STATUS "ctmllm: cudnn-frontend not searched (CTMLLM_WITH_CUDNN_FRONTEND=OFF): attention on the own CUDA kernels")
       elseif(NOT CTMLLM_CUDA_QUIET)
-        message(STATUS "ctmllm: no cudnn-frontend >= 1.13 headers (CTMLLM_CUDNN_FRONTEND_INCLUDE_DIR, third_party/cudnn_frontend/include, pip's nvidia-cudnn-frontend; found: '${CTMLLM_CUDNN_FRONTEND_VERSION}') or no NVRTC: attention on the own CUDA kernels")
+        message(STATUS "ctmllm: no cudnn-frontend >= 1.14 headers (CTMLLM_CUDNN_FRONTEND_INCLUDE_DIR, third_party/cudnn_frontend/include, pip's nvidia-cudnn-frontend; found: '${CTMLLM_CUDNN_FRONTEND_VERSION}') or no NVRTC: attention on the own CUDA kernels")
       endif()
     elseif(NOT CTMLLM_CUDA_QUIET)
       message(STATUS "ctmllm: CUDA toolkit ${CUDAToolkit_VERSION} found but cuDNN or cuBLAS(Lt) is missing: no ctmllm::cuda")

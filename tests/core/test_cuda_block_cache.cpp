@@ -16,6 +16,7 @@ struct FakeBackend {
   size_t limit = size_t(1) << 40;
   size_t held = 0;
   std::map<void*, size_t>* live = nullptr;  // block -> bytes
+  int* frees_to_fail = nullptr;              // while positive, frees throw (as cudaFree on a broken context)
   void* malloc(size_t bytes) {
     if (held + bytes > limit) return nullptr;
     held += bytes;
@@ -24,7 +25,11 @@ struct FakeBackend {
     return p;
   }
   void free(void* p) {
-    held -= live->at(p);
+    if (frees_to_fail && *frees_to_fail > 0) {
+      --*frees_to_fail;
+      throw Error("fake cudaFree failed");
+    }
+    held -= live->at(p);  // at(): a block freed twice throws std::out_of_range
     live->erase(p);
     std::free(p);
   }
@@ -152,4 +157,20 @@ TEST_CASE("a retired stream's blocks, cached and live, become another stream's",
   for (void* p : {again, held_again, other}) cache.deallocate(p);
   cache.release_cached();
   CHECK(live.empty());
+}
+
+TEST_CASE("a release stopped by a failing free leaves the rest to the next release, none freed twice",
+          "[core][cuda]") {
+  std::map<void*, size_t> live;
+  int frees_to_fail = 0;
+  BlockCache<FakeBackend> cache(FakeBackend{.live = &live, .frees_to_fail = &frees_to_fail});
+  void* blocks[3] = {cache.allocate(1000), cache.allocate(1000), cache.allocate(5000)};
+  for (void* b : blocks) cache.deallocate(b);
+  frees_to_fail = 1;
+  CHECK_THROWS_AS(cache.release_cached(), Error);
+  CHECK(live.size() == 3);
+  CHECK(cache.stats().reserved == 1024 + 1024 + 5120);
+  cache.release_cached();  // frees each block once (FakeBackend throws on a second free)
+  CHECK(live.empty());
+  CHECK(cache.stats().reserved == 0);
 }

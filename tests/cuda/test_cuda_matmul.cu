@@ -74,6 +74,9 @@ void check_linear(uint64_t seed) {
   CTMLLM_CHECK_GPU(T, g.dx, r.dx);
   CTMLLM_CHECK_GPU(T, g.dw, r.dw);
   CTMLLM_CHECK_GPU(T, g.db, r.db);
+  // One row (a decode step on float weights): cuBLASLt sees a 1-column matrix with the bias epilogue.
+  const auto x1 = random_normal<T>(rng, {1, in});
+  CTMLLM_CHECK_GPU(T, ops::linear(x1.template to_device<Cuda>(), gw, gb), ops::linear(x1, w, b));
 }
 
 }  // namespace

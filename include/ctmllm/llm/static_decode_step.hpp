@@ -68,6 +68,9 @@ class StaticDecodeStep {
       for (int64_t j = 0; j < M; ++j) host_keep_[size_t(b * M + j)] = j <= slot && cache_.kept(b, j);
     }
     host_ints_[size_t(2 * B)] = slot;
+#if defined(CTMLLM_WITH_CUDA)
+    if constexpr (std::is_same_v<D, Cuda>) graph_.wait_for_last_replay();  // it may still read them, on another stream
+#endif
     D::copy_from_host(ints_.data(), host_ints_.data(), host_ints_.size() * sizeof(int64_t));
     D::copy_from_host(keep_.data(), host_keep_.data(), host_keep_.size());
     run();

@@ -17,10 +17,9 @@ struct CudaMallocBackend {
   void* malloc(size_t bytes) {
     void* p = nullptr;
     const cudaError_t e = cudaMalloc(&p, bytes);
-    if (e == cudaErrorMemoryAllocation) {
-      cudaGetLastError();  // clears the error, so the retry (or the next launch check) does not see it
-      return nullptr;
-    }
+    // Cleared, so that the retry (or the next launch check) does not see it as its own.
+    if (e != cudaSuccess) cudaGetLastError();
+    if (e == cudaErrorMemoryAllocation) return nullptr;
     check(e, "cudaMalloc");
     return p;
   }

@@ -142,11 +142,15 @@ class BlockCache {
     return it;
   }
 
+  // A block leaves its list only once the backend has freed it: a free that throws (a broken
+  // context) leaves the lists true, so that a later release never frees a block twice.
   void release_locked() {
     for (auto& [key, blocks] : free_) {
-      for (void* p : blocks) backend_.free(p);
-      stats_.reserved -= key.second * blocks.size();
-      blocks.clear();
+      while (!blocks.empty()) {
+        backend_.free(blocks.back());
+        blocks.pop_back();
+        stats_.reserved -= key.second;
+      }
     }
   }
 

@@ -7,7 +7,9 @@
 // launch (llm/static_decode_step.hpp does this for decoding). The capture is relaxed (the capturing
 // thread may call cudaMalloc: the tensors it allocates come from the graph's own PrivatePool and
 // stay the graph's), but anything that waits for the stream or copies to or from pageable host
-// memory fails it: Graph::capture then throws and nothing of f has run.
+// memory fails it: Graph::capture then throws and nothing of f has run. A capture records the whole
+// stream, other threads' work on it included: threads sharing the device's own stream meanwhile need
+// a StreamScope of their own.
 #include <memory>
 #include <utility>
 
@@ -85,10 +87,16 @@ class Graph {
     CTMLLM_CHECK(exec_, "cuda::Graph::launch: no graph was captured");
     CTMLLM_CHECK(current_device() == device_, "cuda::Graph::launch: captured on device ", device_,
                  ", launched with device ", current_device(), " current");
+    wait_for_last_replay();
     const cudaStream_t stream = current_stream();
-    CTMLLM_CUDA_CHECK(cudaStreamWaitEvent(stream, done_, 0));  // no wait before the first replay: never recorded
     CTMLLM_CUDA_CHECK(cudaGraphLaunch(exec_, stream));
     CTMLLM_CUDA_CHECK(cudaEventRecord(done_, stream));
+  }
+
+  // Orders the current stream's next work after the last replay (no wait before the first: the event
+  // was never recorded): for a caller about to rewrite the buffers a replay on another stream reads.
+  void wait_for_last_replay() const {
+    if (exec_) CTMLLM_CUDA_CHECK(cudaStreamWaitEvent(current_stream(), done_, 0));
   }
 
  private:

@@ -3,9 +3,10 @@
 // context's cuDNN handle, NCDHW tensors of float32, bfloat16 or float16 with float compute. float32
 // runs FMA-only kernels (no TF32: the CPU's 1e-5 agreement holds); 16-bit may use tensor cores.
 // Algorithms come from cuDNN's heuristics (the _v7 queries, as PyTorch makes them: math type set
-// first, then each candidate's own), restricted to deterministic ones so that results repeat bit for
-// bit; a candidate cuDNN cannot run here is skipped for the next. The
+// before each query, then each candidate's own; float32 always FMA), restricted to deterministic ones
+// so that results repeat bit for bit; a candidate cuDNN cannot run here is skipped for the next. The
 // bias is added by an own kernel, db is the GPU sum of dy over all but the channel axis.
+#include <string>
 #include <vector>
 
 #include "ctmllm/core/cuda/allocator.hpp"
@@ -52,9 +53,7 @@ class ConvDescriptors {
     // F.conv3d is a cross-correlation; accumulation in float for every element type.
     cuda::check(cudnnSetConvolutionNdDescriptor(conv, 3, pad, stride, dilation, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
                 "cudnnSetConvolutionNdDescriptor");
-    // Before the algorithm queries, which rank for the math type the descriptor holds.
-    cuda::check(cudnnSetConvolutionMathType(conv, std::is_same_v<T, float> ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH),
-                "cudnnSetConvolutionMathType");
+    prepare_query();
   }
   ~ConvDescriptors() {
     cudnnDestroyConvolutionDescriptor(conv);
@@ -65,19 +64,22 @@ class ConvDescriptors {
   ConvDescriptors(const ConvDescriptors&) = delete;
   ConvDescriptors& operator=(const ConvDescriptors&) = delete;
 
-  // Whether an algorithm's math type is allowed: float32 on FMA kernels only (cuDNN's default math
-  // would allow TF32); 16-bit any.
-  static bool allowed(cudnnMathType_t algo_math) { return !std::is_same_v<T, float> || algo_math == CUDNN_FMA_MATH; }
-  // cuDNN picks kernels by algorithm and math type together: the descriptor takes the algorithm's.
-  void set_math(cudnnMathType_t algo_math) const {
-    cuda::check(cudnnSetConvolutionMathType(conv, algo_math), "cudnnSetConvolutionMathType");
-  }
+  // Before each algorithm query, which ranks for the math type the descriptor holds (a previous
+  // run may have left another there).
+  void prepare_query() const { set_math(std::is_same_v<T, float> ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH); }
+  // cuDNN picks kernels by algorithm and math type together. 16-bit runs a candidate with its own math
+  // type; float32 always with FMA_MATH, whatever math type the candidate reports, so that cuDNN runs
+  // FMA kernels or says "not supported" (never TF32, which cuDNN's default math would allow).
+  void prepare_run(cudnnMathType_t algo_math) const { set_math(std::is_same_v<T, float> ? CUDNN_FMA_MATH : algo_math); }
 
   cudnnTensorDescriptor_t x = nullptr, y = nullptr;
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
 
  private:
+  void set_math(cudnnMathType_t math) const {
+    cuda::check(cudnnSetConvolutionMathType(conv, math), "cudnnSetConvolutionMathType");
+  }
   static void set_tensor(cudnnTensorDescriptor_t d, cudnnDataType_t type, std::initializer_list<int64_t> sizes) {
     int dims[5], strides[5];
     int i = 0;
@@ -93,32 +95,45 @@ class ConvDescriptors {
 
 // Runs the first deterministic algorithm of cuDNN's ranked list that cuDNN accepts here. `run(algo,
 // workspace, bytes)` and `workspace_size(algo, &bytes)` return cuDNN statuses; what = the call's name.
+// When none runs, the Error lists every candidate and what became of it.
 template <class Perf, class Desc, class WorkspaceSize, class Run>
 void run_deterministic(const std::vector<Perf>& ranked, const char* what, const Desc& desc, WorkspaceSize&& workspace_size,
                        Run&& run) {
-  cudnnStatus_t last = CUDNN_STATUS_NOT_SUPPORTED;
-  bool workspace_refused = false;
+  std::string tried;
+  const auto note = [&](const Perf& p, const std::string& outcome) {
+    tried += ctmllm::detail::concat(tried.empty() ? "" : "; ", "algorithm ", int(p.algo), " (math ", int(p.mathType),
+                                    "): ", outcome);
+  };
   for (const Perf& p : ranked) {
-    if (p.status != CUDNN_STATUS_SUCCESS || p.determinism != CUDNN_DETERMINISTIC || !desc.allowed(p.mathType)) continue;
-    desc.set_math(p.mathType);
+    if (p.status != CUDNN_STATUS_SUCCESS) {
+      note(p, cudnnGetErrorString(p.status));
+      continue;
+    }
+    if (p.determinism != CUDNN_DETERMINISTIC) {
+      note(p, "not deterministic");
+      continue;
+    }
+    desc.prepare_run(p.mathType);
     size_t bytes = 0;
-    last = workspace_size(p.algo, &bytes);
-    if (last != CUDNN_STATUS_SUCCESS) continue;
+    if (const cudnnStatus_t s = workspace_size(p.algo, &bytes); s != CUDNN_STATUS_SUCCESS) {
+      note(p, ctmllm::detail::concat("workspace size: ", cudnnGetErrorString(s)));
+      continue;
+    }
     std::shared_ptr<std::byte> workspace;
     try {
       if (bytes) workspace = cuda::allocate(bytes);
     } catch (const Error&) {  // more workspace than the device has free: the next algorithm may need less
-      workspace_refused = true;
+      note(p, ctmllm::detail::concat("no ", bytes, " bytes of workspace free"));
       continue;
     }
-    last = run(p.algo, workspace.get(), bytes);
-    if (last == CUDNN_STATUS_SUCCESS) return;
+    const cudnnStatus_t s = run(p.algo, workspace.get(), bytes);
+    if (s == CUDNN_STATUS_SUCCESS) return;
     // cuDNN 9 says "not supported" in sub-codes (3001 shape, 3002 layout, ...): try the next algorithm
-    if (CUDNN_STATUS_CATEGORY(last) != CUDNN_STATUS_NOT_SUPPORTED) cuda::check(last, what);
+    if (CUDNN_STATUS_CATEGORY(s) != CUDNN_STATUS_NOT_SUPPORTED) cuda::check(s, what);
+    note(p, cudnnGetErrorString(s));
   }
-  fail("conv3d (cuDNN): no deterministic algorithm (float32: without TF32) for ", what, " (last status: ",
-       cudnnGetErrorString(last), workspace_refused ? "; some needed more workspace than the device had free" : "",
-       ")");
+  fail("conv3d (cuDNN): no deterministic algorithm (float32: without TF32) runs ", what, " here (",
+       tried.empty() ? "cuDNN ranked none" : tried, ")");
 }
 
 template <class T>
@@ -191,6 +206,7 @@ void conv3d_backward(const Tensor<T, Cuda>& dy, const Tensor<T, Cuda>& x, const 
   const float one = 1.0f, zero = 0.0f;
   if (dx.defined()) {
     int count = 0;
+    desc.prepare_query();
     cuda::check(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &count),
                 "cudnnGetConvolutionBackwardDataAlgorithmMaxCount");
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> ranked(size_t(std::max(count, 1)));
@@ -209,6 +225,7 @@ void conv3d_backward(const Tensor<T, Cuda>& dy, const Tensor<T, Cuda>& x, const 
         });
   }
   int count = 0;
+  desc.prepare_query();
   cuda::check(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &count),
               "cudnnGetConvolutionBackwardFilterAlgorithmMaxCount");
   std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> ranked(size_t(std::max(count, 1)));

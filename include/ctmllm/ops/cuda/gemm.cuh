@@ -8,6 +8,7 @@
 // rows are contiguous (row-major) goes in as it lies (op N); one whose columns are contiguous (a
 // transposed view) goes in with op T. The bias epilogue adds a vector along the rows of cuBLASLt's
 // D = Cᵀ, i.e. along C's columns: exactly linear's bias.
+#include <array>
 #include <memory>
 #include <optional>
 #include <type_traits>
@@ -138,21 +139,31 @@ void lt_matmul(const Mat<T>& a, const Mat<T>& b, T* c, int64_t batch, int64_t c_
   set_attr(pref_raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_out, "cuBLASLt alignment C");
   set_attr(pref_raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_out, "cuBLASLt alignment D");
 
-  cublasLtMatmulHeuristicResult_t heuristic{};
+  // A few ranked candidates: cuBLASLt may still refuse one at run time (epilogue or alignment corner
+  // cases say "not supported" then); the next one runs instead.
+  std::array<cublasLtMatmulHeuristicResult_t, 4> heuristics{};
   int found = 0;
-  cuda::check(cublasLtMatmulAlgoGetHeuristic(handle, op_raw, first.get(), second.get(), out.get(), out.get(), pref_raw, 1,
-                                             &heuristic, &found),
-              "cublasLtMatmulAlgoGetHeuristic");
-  CTMLLM_CHECK(found > 0, "gemm: cuBLASLt has no algorithm for ", m, "x", k, " by ", k, "x", n, " (batch ", batch, ", ",
-               dtype_name(dtype_v<T>), ")");
+  const cublasStatus_t query = cublasLtMatmulAlgoGetHeuristic(handle, op_raw, first.get(), second.get(), out.get(),
+                                                              out.get(), pref_raw, int(heuristics.size()),
+                                                              heuristics.data(), &found);
+  if (query != CUBLAS_STATUS_NOT_SUPPORTED) cuda::check(query, "cublasLtMatmulAlgoGetHeuristic");
   const float alpha = 1.0f, beta = 0.0f;
-  // Scratch from the caching allocator, for this stream: freed here, it goes to the stream's next
-  // request, whose work is queued after this GEMM.
-  const size_t workspace_bytes = heuristic.workspaceSize;
-  const std::shared_ptr<std::byte> workspace = workspace_bytes ? cuda::allocate(workspace_bytes) : nullptr;
-  cuda::check(cublasLtMatmul(handle, op_raw, &alpha, b.p, first.get(), a.p, second.get(), &beta, c, out.get(), c,
-                             out.get(), &heuristic.algo, workspace.get(), workspace_bytes, cuda::current_stream()),
-              "cublasLtMatmul");
+  cublasStatus_t last = CUBLAS_STATUS_NOT_SUPPORTED;
+  for (int i = 0; query == CUBLAS_STATUS_SUCCESS && i < found; ++i) {
+    if (heuristics[size_t(i)].state != CUBLAS_STATUS_SUCCESS) continue;
+    // Scratch from the caching allocator, for this stream: freed here, it goes to the stream's next
+    // request, whose work is queued after this GEMM.
+    const size_t workspace_bytes = heuristics[size_t(i)].workspaceSize;
+    const std::shared_ptr<std::byte> workspace = workspace_bytes ? cuda::allocate(workspace_bytes) : nullptr;
+    last = cublasLtMatmul(handle, op_raw, &alpha, b.p, first.get(), a.p, second.get(), &beta, c, out.get(), c,
+                          out.get(), &heuristics[size_t(i)].algo, workspace.get(), workspace_bytes,
+                          cuda::current_stream());
+    if (last == CUBLAS_STATUS_SUCCESS) return;
+    if (last != CUBLAS_STATUS_NOT_SUPPORTED) cuda::check(last, "cublasLtMatmul");
+  }
+  fail("gemm: cuBLASLt has no algorithm that runs ", m, "x", k, " by ", k, "x", n, " (batch ", batch, ", ",
+       dtype_name(dtype_v<T>), bias ? ", bias epilogue" : "", "; ", found, " candidates, last status ",
+       cublasLtGetStatusString(last), ")");
 }
 
 }  // namespace ctmllm::ops::cuda_impl

@@ -11,7 +11,7 @@
 //  - no keep mask: causal over Sq == Sk is cuDNN's top-left causal mask, Sq < Sk its bottom-right one;
 //  - a keep mask, or causal with more queries than keys: an additive bias [B, 1, Sq, Sk] of 0 and
 //    −30000 (finite: see sdpa_bias_kernel) made on the device (cuDNN takes no bias together with a bottom-right mask), plus the
-//    top-left mask when Sq >= Sk (it hides a superset of what the bias hides and lets cuDNN skip
+//    top-left mask when Sq >= Sk (it hides only pairs the bias hides too, and lets cuDNN skip
 //    tiles). Rows that see no key come out of cuDNN undefined; they are then set to out = 0 and
 //    lse = −inf, and the backward hands cuDNN Stats 0 for them, so that their probabilities
 //    exp(score − 30000 − 0) are 0 and nothing flows from them.
@@ -25,7 +25,8 @@
 // algorithm, so that results repeat bit for bit as with the own kernels; where cuDNN has none, the
 // backward runs the own kernel. (On Hopper that algorithm takes a dP workspace of B·Hq·Sq·Sk 16-bit
 // values, from the caching allocator; the frontend's CUDNN_FRONTEND_ATTN_DP_WORKSPACE_LIMIT selects
-// cuDNN's linear-workspace ordered-dQ engine instead, from cuDNN 9.25.)
+// cuDNN's linear-workspace ordered-dQ engine instead, from cuDNN 9.25; a workspace the device cannot
+// spare sends the call to the own kernels.)
 #ifndef CUDNN_FRONTEND_SKIP_JSON_LIB
 // Without it the frontend brings its own copy of nlohmann::json and specializes its float serializer
 // (floats as hex strings) in every file that includes it.
@@ -205,8 +206,10 @@ void set_sdpa_mask(Attributes& a, const SdpaMask& m, const std::shared_ptr<fe::g
 }
 
 // The forward (q, k, v [, bias] -> o, Stats) or backward (q, k, v, o, dO, Stats [, bias] -> dq, dk,
-// dv) graph of key, built for this device; a refusal when cuDNN cannot run it here.
-inline SdpaGraph build_sdpa_graph(const SdpaKey& key, cudnnHandle_t handle) {
+// dv) graph of key on the forward implementation `forward_impl`, built for this device; a refusal
+// when cuDNN cannot run it here (the frontend reports some refusals as exceptions: they are refusals too).
+inline SdpaGraph try_build_sdpa_graph(const SdpaKey& key, cudnnHandle_t handle,
+                                      fe::AttentionImplementation_t forward_impl) try {
   const auto graph = std::make_shared<fe::graph::Graph>();
   graph->set_io_data_type(key.bf16 ? fe::DataType_t::BFLOAT16 : fe::DataType_t::HALF)
       .set_intermediate_data_type(fe::DataType_t::FLOAT)
@@ -230,7 +233,7 @@ inline SdpaGraph build_sdpa_graph(const SdpaKey& key, cudnnHandle_t handle) {
   const float scale = std::bit_cast<float>(key.scale_bits);
   if (!key.backward) {
     fe::graph::SDPA_attributes a;
-    a.set_name("ctmllm_attention").set_generate_stats(true).set_attn_scale(scale);
+    a.set_name("ctmllm_attention").set_generate_stats(true).set_attn_scale(scale).set_implementation(forward_impl);
     set_sdpa_mask(a, key.mask, bias);
     const auto [o, stats] = graph->sdpa(q, k, v, a);
     o->set_output(true).set_uid(kSdpaO).set_dim(o_dims).set_stride(strides(3));
@@ -260,6 +263,20 @@ inline SdpaGraph build_sdpa_graph(const SdpaKey& key, cudnnHandle_t handle) {
   }();
   if (!status.is_good()) return SdpaGraph{nullptr, 0, status.err_msg};
   return SdpaGraph{graph, workspace, {}};
+} catch (const std::exception& e) {
+  return SdpaGraph{nullptr, 0, e.what()};
+}
+
+// The graph of key, or a refusal. The frontend's automatic choice of forward implementation picks
+// its unified engine where the installed cuDNN claims it, and never falls back when that engine has
+// no plan for the case on this GPU: the composite (flash) engine is tried next.
+inline SdpaGraph build_sdpa_graph(const SdpaKey& key, cudnnHandle_t handle) {
+  SdpaGraph g = try_build_sdpa_graph(key, handle, fe::AttentionImplementation_t::AUTO);
+  if (g.graph || key.backward) return g;  // the backward has the composite engine only
+  SdpaGraph composite = try_build_sdpa_graph(key, handle, fe::AttentionImplementation_t::COMPOSITE);
+  if (!composite.graph)
+    composite.refusal = "automatic choice: " + g.refusal + "; composite engine: " + composite.refusal;
+  return composite;
 }
 
 // The strides cuDNN gets for a [B, H, S, D] operand with unit inner stride: an extent-1 dimension's
@@ -362,8 +379,20 @@ Tensor<T, Cuda> make_sdpa_bias(const Tensor<uint8_t, Cuda>& keep, int64_t B, int
   return bias;
 }
 
-inline void run_sdpa_graph(const SdpaGraph& g, std::unordered_map<int64_t, void*>& pack) {
-  const std::shared_ptr<std::byte> workspace = g.workspace > 0 ? cuda::allocate(size_t(g.workspace)) : nullptr;
+// The workspace of g, or false when the device cannot spare it: on Hopper the deterministic backward's
+// grows as B·Hq·Sq·Sk, while the own kernels need memory linear in the sequence, so they run the call.
+inline bool allocate_sdpa_workspace(const SdpaGraph& g, std::shared_ptr<std::byte>& workspace) {
+  if (g.workspace == 0) return true;
+  try {
+    workspace = cuda::allocate(size_t(g.workspace));
+  } catch (const Error&) {
+    return false;
+  }
+  return true;
+}
+
+inline void run_sdpa_graph(const SdpaGraph& g, const std::shared_ptr<std::byte>& workspace,
+                           std::unordered_map<int64_t, void*>& pack) {
   const fe::error_t status = g.graph->execute(cuda::Context::current().cudnn().get(), pack, workspace.get());
   CTMLLM_CHECK(status.is_good(), "attention (cuDNN SDPA): executing the graph failed: ", status.err_msg);
   ++cudnn_sdpa_runs();
@@ -387,7 +416,8 @@ bool sdpa_forward(const Tensor<T, Cuda>& q, const Tensor<T, Cuda>& k, const Tens
     const std::optional<SdpaKey> key = sdpa_key(q, k, v, out, Tensor<T, Cuda>(), keep.defined(), causal, scale);
     if (!key) return false;
     const std::shared_ptr<const SdpaGraph> g = sdpa_graph(*key);
-    if (!g->graph) return false;
+    std::shared_ptr<std::byte> workspace;
+    if (!g->graph || !allocate_sdpa_workspace(*g, workspace)) return false;
     std::unordered_map<int64_t, void*> pack{
         {kSdpaQ, q.data()}, {kSdpaK, k.data()}, {kSdpaV, v.data()}, {kSdpaO, out.data()}, {kSdpaStats, lse.data()}};
     Tensor<T, Cuda> bias;
@@ -396,7 +426,7 @@ bool sdpa_forward(const Tensor<T, Cuda>& q, const Tensor<T, Cuda>& k, const Tens
       bias = make_sdpa_bias<T>(keep, key->B, key->Sq, key->Sk, causal, &hidden);
       pack[kSdpaBias] = bias.data();
     }
-    run_sdpa_graph(*g, pack);
+    run_sdpa_graph(*g, workspace, pack);
     if (key->mask.bias) {
       const int64_t n = out.numel();
       sdpa_hidden_rows_kernel<T><<<grid_for(n), kThreads, 0, cuda::current_stream()>>>(
@@ -421,7 +451,8 @@ bool sdpa_backward(const Tensor<T, Cuda>& dy, const Tensor<T, Cuda>& q, const Te
     const std::optional<SdpaKey> key = sdpa_key(q, k, v, out, dy, keep.defined(), causal, scale);
     if (!key) return false;
     const std::shared_ptr<const SdpaGraph> g = sdpa_graph(*key);
-    if (!g->graph) return false;
+    std::shared_ptr<std::byte> workspace;
+    if (!g->graph || !allocate_sdpa_workspace(*g, workspace)) return false;
     std::unordered_map<int64_t, void*> pack{{kSdpaQ, q.data()},   {kSdpaK, k.data()},   {kSdpaV, v.data()},
                                             {kSdpaO, out.data()}, {kSdpaDO, dy.data()}, {kSdpaStats, lse.data()},
                                             {kSdpaDQ, dq.data()}, {kSdpaDK, dk.data()}, {kSdpaDV, dv.data()}};
@@ -437,7 +468,7 @@ bool sdpa_backward(const Tensor<T, Cuda>& dy, const Tensor<T, Cuda>& q, const Te
       pack[kSdpaBias] = bias.data();
       pack[kSdpaStats] = stats.data();
     }
-    run_sdpa_graph(*g, pack);
+    run_sdpa_graph(*g, workspace, pack);
     return true;
   }
 }
