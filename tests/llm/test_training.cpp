@@ -11,7 +11,7 @@
 using namespace ctmllm;
 
 namespace {
-using Model = llm::Decoder<double>;
+using DoubleDecoder = llm::Decoder<double>;  // gradchecks run in double
 
 // A small config of `family` (head_dim 8 != hidden / heads for Gemma, as the real ones).
 io::LlmConfig tiny(const std::string& family) {
@@ -28,7 +28,7 @@ io::LlmConfig tiny(const std::string& family) {
 TEST_CASE("decoder gradients match finite differences for every family", "[llm][training]") {
   const std::string family = GENERATE("llama", "mistral", "phi3", "qwen2", "gemma");
   INFO(family);
-  const Model model(tiny(family), llm::RandomWeights(5));
+  const DoubleDecoder model(tiny(family), llm::RandomWeights(5));
   const auto ids = Tensor<int64_t>::from({0, 0, 3, 7, 1, 4, 9, 2, 10, 5}, {2, 5});
   const auto mask = Tensor<int64_t>::from({0, 0, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 5});
   const auto& params = model.parameters().all();
@@ -43,7 +43,7 @@ TEST_CASE("decoder gradients match finite differences for every family", "[llm][
 TEST_CASE("gradients reach injected input embeddings", "[llm][training]") {
   const std::string family = GENERATE("llama", "gemma");
   INFO(family);
-  const Model model(tiny(family), llm::RandomWeights(6));
+  const DoubleDecoder model(tiny(family), llm::RandomWeights(6));
   const autograd::Variable<double> embeds(Rng(1).normal<double>({2, 4, 16}), /*requires_grad=*/true);
   const auto mask = Tensor<int64_t>::from({0, 1, 1, 1, 1, 1, 1, 1}, {2, 4});
   const double err = testing::gradcheck(
