@@ -164,6 +164,9 @@ def ops_suite():
         # patch embedding of a 1x1x32x256x256 CT into 768-d tokens (Conv3d kernel = stride = 4x16x16)
         vol = torch.rand(1, 1, 32, 256, 256); cw = torch.randn(768, 1, 4, 16, 16) * 0.02; cb = torch.randn(768)
         res["patch_embed_vitb_f32"] = median_time(lambda: F.conv3d(vol, cw, cb, stride=(4, 16, 16)))
+        # SwiGLU's hidden activation as transformers computes it (silu, then the product)
+        sg = torch.randn(128, 4864); su = torch.randn(128, 4864)
+        res["swiglu_128x4864_f32"] = median_time(lambda: F.silu(sg) * su)
     return res
 
 

@@ -1,10 +1,10 @@
 // GPU op timings (Google Benchmark, manual time from CUDA events around each call on the ops
-// stream): GEMMs through cuBLASLt, layer_norm, rms_norm, softmax, gelu, the strided copy, rope,
+// stream): GEMMs through cuBLASLt, layer_norm, rms_norm, softmax, gelu, SwiGLU, the strided copy, rope,
 // embedding backward, cross-entropy and attention (at the ViT-B shape and at Llama-3-8B prefill and
 // decode shapes: cuDNN's fused SDPA when built with the cudnn-frontend, but for decode, else the own
 // kernels; with the frontend, the *_fallback timings run the own kernels at the ViT-B and prefill
 // shapes, and the counter cudnn_sdpa says which path ran), the decode GEMV over bf16 weights under
-// float activations (llm::Storage::bf16 on the GPU), in the shapes that torch_gpu_reference.py
+// float activations (llm::Storage::bf16 on the GPU) and the same shape in pure bf16, in the shapes that torch_gpu_reference.py
 // times in PyTorch; run_h200.sh prints both with their ratio. Inputs are random (never zeros: they
 // run faster than real data). Without a GPU every benchmark skips.
 #include <map>
@@ -86,6 +86,24 @@ void gelu_bf16_64M(benchmark::State& state) {
   time_on_device(state, 2.0 * 2 * double(int64_t(1) << 26), 0, [&] { benchmark::DoNotOptimize(ops::gelu(x)); });
 }
 
+// SwiGLU's hidden activation at the training step's shape (2 × 768 tokens, Llama-3-8B's MLP width):
+// silu(gate) · up in one pass, and its backward (dgate, dup in one pass); PyTorch runs silu, then mul.
+void swiglu_bf16_1536x14336(benchmark::State& state, bool backward) {
+  if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+  const auto gate = device_normal<bf16>({1536, 14336}, 27), up = device_normal<bf16>({1536, 14336}, 28);
+  const double n = 1536.0 * 14336;
+  if (!backward)
+    return time_on_device(state, 2.0 * 3 * n, 0, [&] {
+      benchmark::DoNotOptimize(ops::gated_activation(gate, up, ops::Activation::silu));
+    });
+  const auto dy = device_normal<bf16>({1536, 14336}, 29);
+  time_on_device(state, 2.0 * 5 * n, 0, [&] {
+    benchmark::DoNotOptimize(ops::gated_activation_backward(dy, gate, up, ops::Activation::silu));
+  });
+}
+void swiglu_fwd_bf16_1536x14336(benchmark::State& state) { swiglu_bf16_1536x14336(state, false); }
+void swiglu_bwd_bf16_1536x14336(benchmark::State& state) { swiglu_bf16_1536x14336(state, true); }
+
 void transpose_copy_bf16_8192x4096(benchmark::State& state) {  // x.t().contiguous()
   if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
   const auto x = device_normal<bf16>({8192, 4096}, 15);
@@ -130,6 +148,19 @@ void time_linear_bf16_weights(benchmark::State& state, int64_t rows) {
 }
 void linear_bf16w_f32x_14336x4096_B1(benchmark::State& state) { time_linear_bf16_weights(state, 1); }
 void linear_bf16w_f32x_14336x4096_B3(benchmark::State& state) { time_linear_bf16_weights(state, 3); }
+
+// The same decode-step linear in pure bf16 (Decoder<bf16, Cuda>'s decode): ops::linear through
+// cuBLASLt at 1 or 3 rows, against PyTorch's F.linear on the same shape. Beside the row above it
+// says whether the GEMV kernel or cuBLASLt reads the weights faster at decode's row counts.
+void time_linear_bf16(benchmark::State& state, int64_t rows) {
+  if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+  const auto x = device_normal<bf16>({rows, 4096}, 25);
+  const auto w = device_normal<bf16>({14336, 4096}, 26);
+  time_on_device(state, 2.0 * 14336 * 4096 + 2.0 * double(rows) * (4096 + 14336), 2.0 * double(rows) * 14336 * 4096,
+                 [&] { benchmark::DoNotOptimize(ops::linear(x, w)); });
+}
+void linear_bf16_14336x4096_B1(benchmark::State& state) { time_linear_bf16(state, 1); }
+void linear_bf16_14336x4096_B3(benchmark::State& state) { time_linear_bf16(state, 3); }
 
 // q [B, Hq, Sq, D], k and v [B, Hkv, Sk, D] in bf16; forward, or backward from the forward's result;
 // on the own kernels when `fallback` (a difference only when built with the cudnn-frontend).
@@ -181,12 +212,16 @@ BENCHMARK(layer_norm_bf16_8192x4096)->UseManualTime()->Unit(benchmark::kMillisec
 BENCHMARK(rms_norm_bf16_8192x4096)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(softmax_bf16_8192x4096)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(gelu_bf16_64M)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(swiglu_fwd_bf16_1536x14336)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(swiglu_bwd_bf16_1536x14336)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(transpose_copy_bf16_8192x4096)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(rope_bf16_1x32x8192x128)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(embedding_backward_bf16_8192x128256x4096)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(cross_entropy_bf16_8192x128256)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(linear_bf16w_f32x_14336x4096_B1)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(linear_bf16w_f32x_14336x4096_B3)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(linear_bf16_14336x4096_B1)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(linear_bf16_14336x4096_B3)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(attention_fwd_bf16_vitb_1x12x2049x64)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(attention_bwd_bf16_vitb_1x12x2049x64)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(attention_fwd_bf16_llama8b_prefill_2048)->UseManualTime()->Unit(benchmark::kMillisecond);

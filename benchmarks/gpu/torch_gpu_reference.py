@@ -85,6 +85,14 @@ def op_timings():
     eids = torch.randint(0, 128256, (8192,), device=dev)
     gw = r(14336, 4096)
     gx1, gx3 = r(1, 4096), r(3, 4096)
+    # SwiGLU as Hugging Face's Llama MLP computes it: silu, then the product (and their backward).
+    sg, su, sdy = r(1536, 14336).requires_grad_(), r(1536, 14336).requires_grad_(), r(1536, 14336)
+    sy = F.silu(sg) * su
+
+    def swiglu_fwd():
+        with torch.no_grad():
+            return F.silu(sg) * su
+
     logits = r(8192, 128256)
     targets = torch.randint(0, 128256, (8192,), device=dev)
 
@@ -110,6 +118,8 @@ def op_timings():
         "rms_norm_bf16_8192x4096": lambda: torch.nn.functional.rms_norm(x, (4096,), nw, 1e-6),
         "softmax_bf16_8192x4096": lambda: torch.softmax(x, -1),
         "gelu_bf16_64M": lambda: torch.nn.functional.gelu(g),
+        "swiglu_fwd_bf16_1536x14336": swiglu_fwd,
+        "swiglu_bwd_bf16_1536x14336": lambda: torch.autograd.grad(sy, (sg, su), sdy, retain_graph=True),
         "transpose_copy_bf16_8192x4096": lambda: x.t().contiguous(),
         "rope_bf16_1x32x8192x128": rope,
         "embedding_backward_bf16_8192x128256x4096": lambda: torch.ops.aten.embedding_dense_backward(
@@ -118,6 +128,8 @@ def op_timings():
         # Ours keeps x in float over the bf16 weights; PyTorch's nearest form is all bf16 (the same weight bytes).
         "linear_bf16w_f32x_14336x4096_B1": lambda: F.linear(gx1, gw),
         "linear_bf16w_f32x_14336x4096_B3": lambda: F.linear(gx3, gw),
+        "linear_bf16_14336x4096_B1": lambda: F.linear(gx1, gw),
+        "linear_bf16_14336x4096_B3": lambda: F.linear(gx3, gw),
         "attention_fwd_bf16_vitb_1x12x2049x64": attention(1, 12, 12, 2049, 2049, 64, False, False),
         "attention_bwd_bf16_vitb_1x12x2049x64": attention(1, 12, 12, 2049, 2049, 64, False, True),
         "attention_fwd_bf16_llama8b_prefill_2048": attention(1, 32, 8, 2048, 2048, 128, True, False),

@@ -68,6 +68,28 @@ void check_activations(uint64_t seed) {
   CTMLLM_CHECK_GPU(T, ops::gelu(gx.transpose(0, 1)), ops::gelu(x.transpose(0, 1)));
 }
 
+// f(gate) · up fused, against the CPU's fused op; gate and up also as the halves of one [7, 666]
+// tensor (strided, as a fused gate_up projection gives them).
+template <class T>
+void check_gated_activations(uint64_t seed) {
+  Rng rng(seed);
+  const auto both = random_normal<T>(rng, {7, 666}, 2.0);
+  const auto dy = random_normal<T>(rng, {7, 333});
+  const auto gate = both.slice(1, 0, 333), up = both.slice(1, 333, 666);
+  const auto gboth = both.template to_device<Cuda>(), gdy = dy.template to_device<Cuda>();
+  const auto ggate = gboth.slice(1, 0, 333), gup = gboth.slice(1, 333, 666);
+  for (const ops::Activation kind : {ops::Activation::gelu_erf, ops::Activation::gelu_tanh, ops::Activation::silu}) {
+    INFO("activation " << int(kind));
+    CTMLLM_CHECK_GPU(T, ops::gated_activation(ggate, gup, kind), ops::gated_activation(gate, up, kind));
+    CTMLLM_CHECK_GPU(T, ops::gated_activation(ggate.contiguous(), gup.contiguous(), kind),
+                     ops::gated_activation(gate, up, kind));
+    const auto g = ops::gated_activation_backward(gdy, ggate, gup, kind);
+    const auto c = ops::gated_activation_backward(dy, gate, up, kind);
+    CTMLLM_CHECK_GPU(T, g.gate, c.gate);
+    CTMLLM_CHECK_GPU(T, g.up, c.up);
+  }
+}
+
 template <class T>
 void check_reductions(uint64_t seed) {
   Rng rng(seed);
@@ -129,6 +151,11 @@ TEST_CASE("cuda unary ops and their gradients match the CPU", "[cuda][ops]") {
 TEST_CASE("cuda gelu and silu forward and backward match the CPU", "[cuda][ops]") {
   if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
   for_each_dtype([](auto t, uint64_t seed) { check_activations<decltype(t)>(seed); });
+}
+
+TEST_CASE("cuda gated activations forward and backward match the CPU", "[cuda][ops]") {
+  if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
+  for_each_dtype([](auto t, uint64_t seed) { check_gated_activations<decltype(t)>(seed); });
 }
 
 TEST_CASE("cuda sum, mean and sum_to_shape match the CPU", "[cuda][ops]") {

@@ -1,10 +1,14 @@
 // embedding and its scatter-add backward on the GPU against the CPU kernels for float32, bfloat16 and
 // float16, with ids that repeat (the backward sums them per id in token order: the same bits on
-// every run) and rows no id uses (zero); out-of-range ids raise the CPU's error.
+// every run) and rows no id uses (zero); out-of-range ids raise the CPU's error, except where the
+// caller checked them (no host wait; a bad id then reads as a zero row).
+#include <algorithm>
 #include <cstring>
 #include <string>
 
+#include "ctmllm/ops/caller_checked_indices.hpp"
 #include "ctmllm/ops/embedding.hpp"
+#include "ctmllm/ops/shape_ops.hpp"
 #include "cuda/gpu_check.hpp"
 
 using namespace ctmllm;
@@ -51,4 +55,22 @@ TEST_CASE("cuda embedding rejects an out-of-range id with the CPU's message", "[
     INFO(message);
     CHECK(message.find("id 10 at index 1 (row-major)") != std::string::npos);
   }
+}
+
+TEST_CASE("cuda embedding and index_copy skip the device range check where the caller checked", "[cuda][ops]") {
+  if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
+  const auto w = Tensor<float, Cpu>::ones({10, 4}).to_device<Cuda>();
+  const auto bad = Tensor<int64_t, Cpu>::from({3, 10}, {2}).to_device<Cuda>();
+  const auto dst = Tensor<float, Cpu>::zeros({5, 4}).to_device<Cuda>();
+  const auto src = Tensor<float, Cpu>::ones({2, 4}).to_device<Cuda>();
+  CHECK_THROWS_AS(ops::embedding(w, bad), Error);
+  CHECK_THROWS_AS(ops::index_copy_(dst, 0, bad, src), Error);
+  const ops::IndicesCheckedByCaller checked;
+  const auto y = ops::embedding(w, bad).to_device<Cpu>();
+  CHECK(y.to_vector() == std::vector<float>{1, 1, 1, 1, 0, 0, 0, 0});
+  ops::index_copy_(dst, 0, bad, src);  // row 10 is skipped, row 3 written
+  const auto d = dst.to_device<Cpu>();
+  CHECK(d.select(0, 3).to_vector() == std::vector<float>{1, 1, 1, 1});
+  const std::vector<float> all = d.to_vector();
+  CHECK(std::count(all.begin(), all.end(), 1.0f) == 4);
 }

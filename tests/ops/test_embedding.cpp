@@ -3,6 +3,7 @@
 #include <string>
 
 #include "ctmllm/autograd/embedding.hpp"
+#include "ctmllm/ops/caller_checked_indices.hpp"
 #include "support/catch.hpp"
 #include "support/files_and_errors.hpp"
 #include "support/compare.hpp"
@@ -74,6 +75,21 @@ TEST_CASE("embedding rejects bad ids and shapes", "[ops][embedding]") {
   CHECK_THROWS_AS(ops::embedding_backward(Tensor<float, Cpu>::ones({3}), ids, 8), ctmllm::Error);
   CHECK_THROWS_AS(ops::embedding_backward(Tensor<float, Cpu>::ones({2, 4}), ids, 8), ctmllm::Error);
   CHECK_THROWS_AS(ops::embedding_backward(Tensor<float, Cpu>::ones({3, 4}), ids, 3), ctmllm::Error);
+}
+
+TEST_CASE("a caller-checked scope leaves the CPU's id checks on and nests", "[ops][embedding]") {
+  const auto w = Rng(5).normal<float>({8, 4});
+  CHECK_FALSE(ops::indices_checked_by_caller());
+  {
+    const ops::IndicesCheckedByCaller outer;
+    {
+      const ops::IndicesCheckedByCaller inner;
+      CHECK(ops::indices_checked_by_caller());
+    }
+    CHECK(ops::indices_checked_by_caller());
+    CHECK(message_of([&] { ops::embedding(w, Tensor<int64_t, Cpu>::from({8}, {1})); }).find("id 8") != std::string::npos);
+  }
+  CHECK_FALSE(ops::indices_checked_by_caller());
 }
 
 TEST_CASE("embedding works on strided weight and ids", "[ops][embedding]") {

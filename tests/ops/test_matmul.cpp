@@ -203,6 +203,28 @@ TEST_CASE("matmul and linear backward pass finite differences", "[ops][matmul][g
   CHECK(testing::gradcheck([&](const auto& in) { return autograd::linear(in[0], frozen, in[1]); }, {x, b}) <= 1e-7);
 }
 
+TEST_CASE("a frozen weight's linear keeps nothing of its input for backward", "[ops][matmul]") {
+  Rng rng(43);
+  const auto w = rng.normal<float>({7, 12}), b = rng.normal<float>({7}), dy = rng.normal<float>({2, 5, 7});
+  autograd::Variable<float> x(rng.normal<float>({2, 5, 12}), true);
+  // dx and db from dy and w alone equal those of the call that has x.
+  const auto full = ops::linear_backward(dy, x.value(), w);
+  const auto without_x = ops::linear_backward(dy, Tensor<float, Cpu>(), w, true, false, true);
+  CHECK(rel_error(without_x.dx, full.dx) == 0.0);
+  CHECK(rel_error(without_x.db, full.db) == 0.0);
+  CHECK(without_x.dx.shape() == x.value().shape());
+  CHECK_THROWS_AS(ops::linear_backward(dy, Tensor<float, Cpu>(), w), ctmllm::Error);  // dw needs x
+  // The recorded node holds x's storage only when the weight trains.
+  const long alone = x.value().storage().use_count();
+  const autograd::Variable<float> frozen(w, false), trained(w, true);
+  const auto y_frozen = autograd::linear(x, frozen);
+  CHECK(x.value().storage().use_count() == alone);
+  const auto y_trained = autograd::linear(x, trained);
+  CHECK(x.value().storage().use_count() > alone);
+  y_frozen.backward(dy);
+  CHECK(rel_error(x.grad(), ops::linear_backward(dy, x.value(), w).dx) == 0.0);
+}
+
 TEST_CASE("matmul and linear reject bad input", "[ops][matmul]") {
   const auto a = Tensor<float>::zeros({2, 3, 4}), b = Tensor<float>::zeros({2, 5, 6});
   CHECK_THROWS_AS(ops::matmul(a, b), ctmllm::Error);                                // inner 4 vs 5

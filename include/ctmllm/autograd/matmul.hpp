@@ -1,6 +1,7 @@
 #pragma once
 // Autograd for matmul and linear: each saves its inputs (shallow handles) and computes only the
-// gradients its inputs need.
+// gradients its inputs need; linear keeps its input only when the weight needs a gradient (a frozen
+// layer's input is then freed as soon as the forward no longer uses it).
 #include "ctmllm/autograd/variable.hpp"
 #include "ctmllm/ops/matmul.hpp"
 
@@ -23,8 +24,9 @@ Variable<T, D> linear(const Variable<T, D>& x, const Variable<T, D>& w, const Va
   Tensor<T, D> xv = x.value(), wv = w.value();
   const Tensor<T, D> bv = b.defined() ? b.value() : Tensor<T, D>();
   const bool need_x = x.requires_grad(), need_w = w.requires_grad(), need_b = b.requires_grad();
-  return record(ops::linear(xv, wv, bv), "linear", {x, w, b}, [xv, wv, need_x, need_w, need_b](const Tensor<T, D>& dy) {
-    auto g = ops::linear_backward(dy, xv, wv, need_x, need_w, need_b);
+  const Tensor<T, D> saved_x = need_w ? xv : Tensor<T, D>();
+  return record(ops::linear(xv, wv, bv), "linear", {x, w, b}, [saved_x, wv, need_x, need_w, need_b](const Tensor<T, D>& dy) {
+    auto g = ops::linear_backward(dy, saved_x, wv, need_x, need_w, need_b);
     return std::vector<Tensor<T, D>>{g.dx, g.dw, g.db};
   });
 }

@@ -438,7 +438,7 @@ class Decoder {
     } else {
       gate = L.gate_proj(x), up = L.up_proj(x);
     }
-    return L.down_proj(autograd::mul(autograd::activation(gate, family_.activation), up));
+    return L.down_proj(autograd::gated_activation(gate, up, family_.activation));
   }
 
   io::LlmConfig config_;

@@ -9,7 +9,8 @@
 // from then on and graph_failure() says why. On the CPU every step runs directly (what the tests
 // compare with Decoder::forward's steps).
 //
-// Per step on the host: the ids are range-checked (a captured embedding cannot check them), the
+// Per step on the host: the ids are range-checked (a captured embedding cannot check them, and a
+// direct step need not: it runs without the device's range checks and their host waits), the
 // cache reserves the slot, the ids, positions (each row's real tokens so far), slot and keep mask go
 // over in two copies, the step runs, the cache advances. Every fed token is real. The cost of fixed
 // shapes: attention reads all max_length slots each step (masked ones add 0), not just the filled
@@ -23,6 +24,7 @@
 #include "ctmllm/autograd/variable.hpp"
 #include "ctmllm/llm/decoder.hpp"
 #include "ctmllm/llm/kv_cache.hpp"
+#include "ctmllm/ops/caller_checked_indices.hpp"
 #include "ctmllm/ops/cpu/embedding.hpp"
 #if defined(CTMLLM_WITH_CUDA)
 #include "ctmllm/core/cuda/graph.hpp"
@@ -98,7 +100,12 @@ class StaticDecodeStep {
   const std::string& graph_failure() const { return failure_; }
 
  private:
-  Var step() const { return model_.decode_fixed(ids_, positions_, slot_, keep_, cache_); }
+  // The ids were checked on the host and the slot is the cache's reserved one: the device need not
+  // check them again (a host wait per embedding and per cache write when the step runs directly).
+  Var step() const {
+    const ops::IndicesCheckedByCaller checked;
+    return model_.decode_fixed(ids_, positions_, slot_, keep_, cache_);
+  }
 
   void run() {
 #if defined(CTMLLM_WITH_CUDA)

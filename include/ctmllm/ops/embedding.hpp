@@ -1,6 +1,7 @@
 #pragma once
 // embedding(weight [V, H], ids int64 [...]) -> [..., H]: row lookup, as F.embedding. An id outside
-// [0, V) is an Error naming the id and V. The backward is a deterministic scatter-add into a dense
+// [0, V) is an Error naming the id and V (on the GPU, unless the caller checked the ids:
+// ops/caller_checked_indices.hpp; such an id's row is then zeros). The backward is a deterministic scatter-add into a dense
 // dweight [V, H].
 #include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/embedding.hpp"

@@ -128,23 +128,24 @@ struct LinearGrads {
   Tensor<T, D> dx, dw, db;  // undefined when not requested
 };
 
-// Gradients of y = linear(x, w, b) given dy [..., out]: dx [..., in], dw [out, in], db [out].
+// Gradients of y = linear(x, w, b) given dy [..., out]: dx [..., in], dw [out, in], db [out]. Only
+// dw reads x: without need_dw, x may be undefined (a frozen weight's layer need not keep its input).
 template <class T, class D>
 LinearGrads<T, D> linear_backward(const Tensor<T, D>& dy, const Tensor<T, D>& x, const Tensor<T, D>& w,
                                   bool need_dx = true, bool need_dw = true, bool need_db = true) {
   CTMLLM_REQUIRE_KERNELS(D, "linear_backward");
   check_defined(dy, "linear_backward", "dy");
-  check_defined(x, "linear_backward", "x");
+  if (need_dw) check_defined(x, "linear_backward", "x");
   check_defined(w, "linear_backward", "w");
   check_rank(w, 2, "linear_backward", "w");
-  CTMLLM_CHECK(x.rank() >= 1 && x.size(-1) == w.size(1), "linear_backward: x ", x.describe(), " does not match w ",
+  CTMLLM_CHECK(dy.rank() >= 1 && dy.size(-1) == w.size(0), "linear_backward: dy ", dy.describe(), " does not match w ",
                w.describe());
-  Shape shape = x.shape();
-  shape[shape.rank() - 1] = w.size(0);
-  check_shape(dy, shape, "linear_backward", "dy");
-  const int64_t rows = matmul_impl::drop_last(x.shape(), 1).numel(), in = w.size(1), out = w.size(0);
+  Shape x_shape = dy.shape();
+  x_shape[x_shape.rank() - 1] = w.size(1);
+  if (x.defined()) check_shape(x, x_shape, "linear_backward", "x");
+  const int64_t rows = matmul_impl::drop_last(dy.shape(), 1).numel(), in = w.size(1), out = w.size(0);
   LinearGrads<T, D> g;
-  if (need_dx) g.dx = Tensor<T, D>::empty(x.shape());
+  if (need_dx) g.dx = Tensor<T, D>::empty(x_shape);
   if (need_dw) g.dw = Tensor<T, D>::empty(w.shape());
   if (need_db) g.db = Tensor<T, D>::empty(Shape{out});
   impl::linear_backward(dy.reshape({rows, out}), need_dw ? x.reshape({rows, in}) : Tensor<T, D>(), w,

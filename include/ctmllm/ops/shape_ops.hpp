@@ -39,7 +39,8 @@ Tensor<T, D> concat(const std::vector<Tensor<T, D>>& xs, int dim) {
 // dst's shape except index.numel() along dim; index is int64 [n] on dst's device, its values distinct
 // (with repeats each row gets one of its sources; on the GPU which one is unspecified). An index
 // outside [0, dst.size(dim)) is an Error naming the first one; on the GPU that check reads a flag
-// back, except while the stream is captured into a graph, where the kernel skips such rows instead.
+// back, except while the stream is captured into a graph or inside an IndicesCheckedByCaller scope
+// (ops/caller_checked_indices.hpp), where the kernel skips such rows instead.
 // The indices live in a tensor so that a device-side index can change between replays of a captured
 // graph: the KV cache writes each decode step's keys this way (llm/kv_cache.hpp). Not differentiable.
 template <class T, class D>

@@ -2,8 +2,9 @@
 // CUDA kernels for embedding (the Tensor<T, Cuda> overloads of ops/cpu/embedding.hpp, same layout:
 // weight / dweight [V, H], ids [N] int64, y / dy [N, H], all contiguous). Ids are range-checked on
 // the device first (index_check.cuh: one flag read back, so each call waits for the stream once),
-// except in a forward captured into a CUDA graph, which cannot read back: its gather writes zero
-// rows for bad ids instead (the graph's owner checks the ids it feeds, llm/static_decode_step.hpp).
+// except in a forward captured into a CUDA graph, which cannot read back, or where the caller
+// checked the ids (ops/caller_checked_indices.hpp): the gather writes zero rows for bad ids instead
+// (llm/static_decode_step.hpp checks the ids it feeds).
 //
 // The backward is deterministic without atomics: a stable radix sort (CUB, part of the toolkit) of
 // the ids with their token positions groups the tokens of each id in token order; one block per
@@ -61,7 +62,7 @@ template <class T>
 void embedding_forward(const Tensor<T, Cuda>& weight, const Tensor<int64_t, Cuda>& ids, const Tensor<T, Cuda>& y) {
   CTMLLM_CUDA_FLOAT_TYPES(T, "embedding");
   const int64_t V = weight.size(0), H = weight.size(1), N = ids.numel();
-  if (!cuda::capturing() && cuda_impl::any_index_out_of_range(ids, V))
+  if (cuda_impl::device_index_check_due() && cuda_impl::any_index_out_of_range(ids, V))
     check_embedding_ids(ids.template to_device<Cpu>(), V, "embedding");
   if (N * H == 0) return;
   cuda_impl::embedding_gather_kernel<<<cuda_impl::grid_for(N * H), cuda_impl::kThreads, 0, cuda::current_stream()>>>(

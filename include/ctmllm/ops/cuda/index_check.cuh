@@ -5,6 +5,7 @@
 // index, value and tensor as on the CPU, from one message written once.
 #include <optional>
 
+#include "ctmllm/ops/caller_checked_indices.hpp"
 #include "ctmllm/ops/cuda/map.cuh"
 
 namespace ctmllm::ops::cuda_impl {
@@ -19,6 +20,10 @@ __global__ void index_out_of_range_kernel(const Index* __restrict__ idx, int64_t
     if ((v < 0 || v >= limit) && !(has_ignore && v == ignore)) *bad = 1;
   }
 }
+
+// Whether a device-held index tensor is range-checked now: not under a capture (no host wait is
+// allowed there) and not where the caller checked the indices (IndicesCheckedByCaller).
+inline bool device_index_check_due() { return !cuda::capturing() && !indices_checked_by_caller(); }
 
 // Whether any element of idx (contiguous) lies outside [0, limit) without being `ignore`.
 inline bool any_index_out_of_range(const Tensor<int64_t, Cuda>& idx, int64_t limit,

@@ -14,7 +14,8 @@ namespace ctmllm::ops {
 namespace cuda_impl {
 
 // dst [outer, rows, inner] row index[i] = src [outer, n, inner] row i; rows outside [0, rows) are
-// skipped (only reachable under graph capture, where the host check cannot run).
+// skipped (only reachable where the range check is not due: under a graph capture, or where the
+// caller checked the rows).
 template <class T>
 __global__ void index_copy_kernel(T* __restrict__ dst, const T* __restrict__ src, const int64_t* __restrict__ index,
                                   int64_t outer, int64_t rows, int64_t n, int64_t inner) {
@@ -44,7 +45,7 @@ void concat(const std::vector<Tensor<T, Cuda>>& xs, int dim, const Tensor<T, Cud
 template <class T>
 void index_copy(const Tensor<T, Cuda>& dst, int dim, const Tensor<int64_t, Cuda>& index, const Tensor<T, Cuda>& src) {
   const int64_t rows = dst.size(dim), n = index.numel();
-  if (!cuda::capturing() && cuda_impl::any_index_out_of_range(index, rows))
+  if (cuda_impl::device_index_check_due() && cuda_impl::any_index_out_of_range(index, rows))
     check_index_copy_rows(index.template to_device<Cpu>(), rows);
   int64_t outer = 1, inner = 1;
   for (int d = 0; d < dim; ++d) outer *= dst.size(d);
