@@ -42,6 +42,38 @@ TEST_CASE("decoder logits and hidden states match transformers for every family"
   }
 }
 
+TEST_CASE("inference runs q k v and gate up as one product over their packed weights", "[llm]") {
+  const std::string family = GENERATE("llama", "qwen2", "gemma");  // qwen2: q, k, v biases packed too
+  INFO(family);
+  Model model = testing::load_llm_fixture(family);
+  const auto& params = model.parameters();
+  auto weight = [&](const std::string& name) { return params.get("model.layers.0." + name).value(); };
+  const auto q = weight("self_attn.q_proj.weight"), k = weight("self_attn.k_proj.weight");
+  CHECK(k.data() == q.data() + q.numel());
+  CHECK(weight("self_attn.v_proj.weight").data() == k.data() + k.numel());
+  const auto gate = weight("mlp.gate_proj.weight");
+  CHECK(weight("mlp.up_proj.weight").data() == gate.data() + gate.numel());
+  if (family == "qwen2") {
+    const auto qb = weight("self_attn.q_proj.bias");
+    CHECK(weight("self_attn.k_proj.bias").data() == qb.data() + qb.numel());
+  }
+  // Recorded (the parameters train): one product per layer. Not recorded: the packed product.
+  const auto ids = testing::llm_reference(family).get<int64_t>("input_ids");
+  auto logits = [&](bool record) {
+    if (record) return model.forward({.input_ids = ids}).logits.value();
+    autograd::NoGradGuard no_grad;
+    return model.forward({.input_ids = ids}).logits.value();
+  };
+  const Tensor<float> recorded = logits(true);
+  CHECK(rel_error(logits(false), recorded) <= 1e-6);
+  // A replaced weight ends the packing's use: inference then sees the new value.
+  autograd::Variable<float> v1 = params.get("model.layers.1.self_attn.v_proj.weight");
+  v1.set_value(ops::mul_scalar(v1.value(), -2.0));
+  const Tensor<float> changed = logits(true);
+  CHECK(rel_error(changed, recorded) > 1e-3);
+  CHECK(rel_error(logits(false), changed) <= 1e-6);
+}
+
 TEST_CASE("a left-padded batch gives each row's unpadded logits", "[llm]") {
   const std::string family = GENERATE("llama", "mistral", "phi3", "qwen2", "gemma");
   INFO(family);

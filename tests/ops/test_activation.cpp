@@ -43,6 +43,9 @@ void check_gated_equals_composition(uint64_t seed) {
     const auto fused = ops::gated_activation_backward(dy, gate, up, kind);
     CHECK(same_bits(fused.up, mul_grads.db));
     CHECK(same_bits(fused.gate, ops::activation_backward(mul_grads.da, gate, kind)));
+    // Views whose rows are not contiguous (transposed) take the copying path.
+    const auto gt = gate.transpose(0, 1), ut = up.transpose(0, 1);
+    CHECK(same_bits(ops::gated_activation(gt, ut, kind), ops::mul(ops::activation(gt, kind), ut)));
   }
 }
 }  // namespace
@@ -56,16 +59,20 @@ TEST_CASE("gated activation equals activation then mul to the bit", "[ops][activ
 
 TEST_CASE("activations do not depend on the thread count or on where a range splits", "[ops][activation]") {
   // 40000 elements: several threads' ranges, each in chunks with a partial last packet.
-  const auto x = Rng(7).normal<float>({40000}, 0.0, 3.0);
+  Rng rng(7);
+  const auto x = rng.normal<float>({40000}, 0.0, 3.0), dy = rng.normal<float>({40000});
   const int threads = num_threads();
   for (auto kind : {ops::Activation::gelu_erf, ops::Activation::gelu_tanh, ops::Activation::silu}) {
     INFO("activation " << int(kind));
     set_num_threads(1);
     const auto one = ops::activation(x, kind);
+    const auto back_one = ops::activation_backward(dy, x, kind);
     set_num_threads(3);
     const auto three = ops::activation(x, kind);
+    const auto back_three = ops::activation_backward(dy, x, kind);
     set_num_threads(threads);
     CHECK(same_bits(one, three));
+    CHECK(same_bits(back_one, back_three));
     // Each element alone (a padded packet) gives the bits it gets within the whole tensor.
     for (const int64_t i : {int64_t(0), int64_t(13), int64_t(39999)})
       CHECK(same_bits(ops::activation(x.slice(0, i, i + 1), kind), one.slice(0, i, i + 1)));

@@ -61,6 +61,9 @@ struct DecoderLayer {
   nn::RMSNorm<T, D> input_norm, post_attention_norm;
   Dense<T, D> q_proj, k_proj, v_proj, qkv_proj, o_proj;     // qkv_proj when the family fuses them
   Dense<T, D> gate_proj, up_proj, gate_up_proj, down_proj;  // gate_up_proj likewise
+  // q, k, v's (gate, up's) weights and biases as one frozen matrix, whose row blocks they are views
+  // of (Loader::packed), for inference's one GEMM (Decoder::project); undefined where not packed.
+  Dense<T, D> qkv_packed, gate_up_packed;
 };
 
 template <class T, class D = Cpu>
@@ -91,9 +94,9 @@ class Decoder {
       if (family_.fused_qkv) {
         L.qkv_proj = load.dense(p + "self_attn.qkv_proj", q_out + 2 * kv_out, H, family_.qkv_bias);
       } else {
-        L.q_proj = load.dense(p + "self_attn.q_proj", q_out, H, family_.qkv_bias);
-        L.k_proj = load.dense(p + "self_attn.k_proj", kv_out, H, family_.qkv_bias);
-        L.v_proj = load.dense(p + "self_attn.v_proj", kv_out, H, family_.qkv_bias);
+        L.qkv_packed = load.packed({{p + "self_attn.q_proj", q_out}, {p + "self_attn.k_proj", kv_out},
+                                    {p + "self_attn.v_proj", kv_out}},
+                                   H, family_.qkv_bias, {&L.q_proj, &L.k_proj, &L.v_proj});
       }
       L.o_proj = load.dense(p + "self_attn.o_proj", H, q_out, family_.o_bias);
       L.post_attention_norm =
@@ -101,8 +104,8 @@ class Decoder {
       if (family_.fused_gate_up) {
         L.gate_up_proj = load.dense(p + "mlp.gate_up_proj", 2 * I, H, family_.mlp_bias);
       } else {
-        L.gate_proj = load.dense(p + "mlp.gate_proj", I, H, family_.mlp_bias);
-        L.up_proj = load.dense(p + "mlp.up_proj", I, H, family_.mlp_bias);
+        L.gate_up_packed = load.packed({{p + "mlp.gate_proj", I}, {p + "mlp.up_proj", I}}, H, family_.mlp_bias,
+                                       {&L.gate_proj, &L.up_proj});
       }
       L.down_proj = load.dense(p + "mlp.down_proj", H, I, family_.mlp_bias);
       layers_.push_back(std::move(L));
@@ -278,6 +281,50 @@ class Decoder {
       if (with_bias) d.bias = param(prefix + ".bias", {out}, Role::bias);
       return d;
     }
+    // Linear layers over one input (q, k, v; gate, up) loaded as consecutive row blocks of one matrix
+    // (and bias), each registered under its own name as a view of it, written to *parts; returns the
+    // whole as a frozen Dense (Decoder::project). Tensors are requested in dense()'s order. A bf16
+    // weight on the CPU stays a zero-copy view of the checkpoint instead (packing would copy it): the
+    // parts are then loaded one by one and the whole is left undefined.
+    Dense<T, D> packed(const std::vector<std::pair<std::string, int64_t>>& layers, int64_t in, bool with_bias,
+                       const std::vector<Dense<T, D>*>& parts) {
+      if (storage == Storage::bf16 && std::is_same_v<D, Cpu>) {
+        for (size_t i = 0; i < layers.size(); ++i) *parts[i] = dense(layers[i].first, layers[i].second, in, with_bias);
+        return {};
+      }
+      return storage == Storage::bf16 ? packed_as<bf16>(layers, in, with_bias, parts)
+                                      : packed_as<T>(layers, in, with_bias, parts);
+    }
+    template <class U>  // the weights' element type: T, or bf16 for frozen storage
+    Dense<T, D> packed_as(const std::vector<std::pair<std::string, int64_t>>& layers, int64_t in, bool with_bias,
+                          const std::vector<Dense<T, D>*>& parts) {
+      int64_t total = 0;
+      for (const auto& [name, out] : layers) total += out;
+      const Tensor<U, Cpu> w = Tensor<U, Cpu>::empty({total, in});
+      const Tensor<T, Cpu> b = with_bias ? Tensor<T, Cpu>::empty({total}) : Tensor<T, Cpu>();
+      int64_t row = 0;
+      for (const auto& [name, out] : layers) {
+        w.slice(0, row, row + out).copy_from(source.template get<U>(name + ".weight", {out, in}, Role::matrix, false));
+        if (with_bias) b.slice(0, row, row + out).copy_from(source.template get<T>(name + ".bias", {out}, Role::bias, false));
+        row += out;
+      }
+      Dense<T, D> whole;
+      const Tensor<U, D> wd = w.template to_device<D>();
+      if (with_bias) whole.bias = Var(b.template to_device<D>(), false);
+      if constexpr (std::is_same_v<U, T>) whole.weight = Var(wd, false);
+      else whole.weight_bf16 = wd;
+      row = 0;
+      for (size_t i = 0; i < layers.size(); ++i) {
+        const auto& [name, out] = layers[i];
+        Dense<T, D>& d = *parts[i];
+        if constexpr (std::is_same_v<U, T>) d.weight = params.add(name + ".weight", wd.slice(0, row, row + out), true);
+        else d.weight_bf16 = wd.slice(0, row, row + out);
+        if (with_bias)
+          d.bias = params.add(name + ".bias", whole.bias.value().slice(0, row, row + out), storage == Storage::compute);
+        row += out;
+      }
+      return whole;
+    }
     TokenEmbedding<T, D> embedding(const std::string& prefix, int64_t vocab, int64_t hidden) {
       TokenEmbedding<T, D> e;
       if (storage == Storage::bf16)
@@ -399,13 +446,10 @@ class Decoder {
                 const Tensor<uint8_t, D>& key_mask, const CacheUse& use) const {
     const int64_t B = x.size(0), S = x.size(1), Hq = config_.num_attention_heads, Hkv = config_.num_key_value_heads;
     const int64_t hd = config_.head_dim;
-    Var q, k, v;
-    if (family_.fused_qkv) {
-      const std::vector<Var> parts = autograd::split(L.qkv_proj(x), {Hq * hd, Hkv * hd, Hkv * hd}, -1);
-      q = parts[0], k = parts[1], v = parts[2];
-    } else {
-      q = L.q_proj(x), k = L.k_proj(x), v = L.v_proj(x);
-    }
+    const std::vector<Var> qkv = family_.fused_qkv
+                                     ? autograd::split(L.qkv_proj(x), {Hq * hd, Hkv * hd, Hkv * hd}, -1)
+                                     : project(x, L.qkv_packed, {&L.q_proj, &L.k_proj, &L.v_proj});
+    Var q = qkv[0], k = qkv[1], v = qkv[2];
     q = autograd::rope(split_heads(q, Hq), positions, rope_);   // [B, Hq, S, hd]
     k = autograd::rope(split_heads(k, Hkv), positions, rope_);  // [B, Hkv, S, hd]
     v = split_heads(v, Hkv);
@@ -430,15 +474,37 @@ class Decoder {
 
   // down(act(gate(x)) · up(x)) over x = post_attention_norm(h) [B, S, H].
   Var mlp(const DecoderLayer<T, D>& L, const Var& x) const {
-    Var gate, up;
-    if (family_.fused_gate_up) {
-      const int64_t I = config_.intermediate_size;
-      const std::vector<Var> parts = autograd::split(L.gate_up_proj(x), {I, I}, -1);
-      gate = parts[0], up = parts[1];
-    } else {
-      gate = L.gate_proj(x), up = L.up_proj(x);
+    const int64_t I = config_.intermediate_size;
+    const std::vector<Var> gate_up = family_.fused_gate_up ? autograd::split(L.gate_up_proj(x), {I, I}, -1)
+                                                           : project(x, L.gate_up_packed, {&L.gate_proj, &L.up_proj});
+    return L.down_proj(autograd::gated_activation(gate_up[0], gate_up[1], family_.activation));
+  }
+
+  // The outputs of Linear layers over one x (q, k, v; gate, up): when no graph is being recorded and
+  // `whole` still holds their weights, one GEMM over it, cut into views (decode reads one matrix in
+  // one launch instead of three); otherwise one call each. A layer whose weight was replaced since
+  // loading (merged adapters, set_value) or whose adapter is active ends the packing's use.
+  std::vector<Var> project(const Var& x, const Dense<T, D>& whole, std::initializer_list<const Dense<T, D>*> parts) const {
+    bool packed = whole.weight.defined() || whole.weight_bf16.defined();
+    bool records = autograd::grad_mode() && x.requires_grad();
+    std::vector<int64_t> sizes;
+    const int64_t in = packed ? whole.in_features() : 0;
+    int64_t row = 0;
+    for (const Dense<T, D>* p : parts) {
+      records = records || (autograd::grad_mode() && (p->weight.requires_grad() || p->bias.requires_grad()));
+      const bool same_weight = whole.weight.defined()
+                                   ? p->weight.defined() && p->weight.value().data() == whole.weight.value().data() + row * in
+                                   : p->weight_bf16.defined() && p->weight_bf16.data() == whole.weight_bf16.data() + row * in;
+      const bool same_bias = whole.bias.defined() ? p->bias.defined() && p->bias.value().data() == whole.bias.value().data() + row
+                                                  : !p->bias.defined();
+      packed = packed && same_weight && same_bias && !(p->adapter && !p->adapter->merged);
+      sizes.push_back(p->out_features());
+      row += p->out_features();
     }
-    return L.down_proj(autograd::gated_activation(gate, up, family_.activation));
+    if (packed && !records) return autograd::split(whole(x), sizes, -1);
+    std::vector<Var> out;
+    for (const Dense<T, D>* p : parts) out.push_back((*p)(x));
+    return out;
   }
 
   io::LlmConfig config_;

@@ -52,65 +52,90 @@ inline A activation_derivative(Activation kind, A x) {
   return A(1);
 }
 
-// f over n values of A, in place. Float takes Eigen's packets (8 lanes with AVX2: exp, tanh and its
-// rational erf, each within a few ulp of the scalar functions; glibc's are scalar calls of several ns
-// an element); the last partial packet is padded, so an element's result never depends on where a
-// row or a thread's range splits. Double keeps the scalar functions (gradient checks, not speed).
+// The float packet forms of activation_value and activation_derivative (Eigen's exp, tanh and
+// rational erf, each within a few ulp of the scalar functions).
+namespace detail {
+namespace ei = Eigen::internal;
+using FloatPacket = ei::packet_traits<float>::type;
+
+inline FloatPacket packet_activation(Activation kind, bool derivative, FloatPacket x) {
+  using P = FloatPacket;
+  const P half = ei::pset1<P>(0.5f), one = ei::pset1<P>(1.0f);
+  switch (kind) {
+    case Activation::gelu_erf: {
+      const P cdf = ei::pmul(half, ei::padd(one, ei::perf(ei::pmul(x, ei::pset1<P>(float(std::numbers::sqrt2 / 2))))));
+      if (!derivative) return ei::pmul(x, cdf);
+      const P pdf = ei::pmul(ei::pexp(ei::pmul(ei::pset1<P>(-0.5f), ei::pmul(x, x))),
+                             ei::pset1<P>(float(std::numbers::inv_sqrtpi / std::numbers::sqrt2)));
+      return ei::padd(cdf, ei::pmul(x, pdf));
+    }
+    case Activation::gelu_tanh: {
+      const P k = ei::pset1<P>(float(std::numbers::sqrt2 * std::numbers::inv_sqrtpi)), c = ei::pset1<P>(0.044715f);
+      const P x2 = ei::pmul(x, x);
+      const P t = ei::ptanh(ei::pmul(k, ei::padd(x, ei::pmul(c, ei::pmul(x2, x)))));
+      if (!derivative) return ei::pmul(ei::pmul(half, x), ei::padd(one, t));
+      const P slope = ei::pmul(k, ei::padd(one, ei::pmul(ei::pset1<P>(3 * 0.044715f), x2)));
+      return ei::padd(ei::pmul(half, ei::padd(one, t)),
+                      ei::pmul(ei::pmul(ei::pmul(half, x), ei::psub(one, ei::pmul(t, t))), slope));
+    }
+    case Activation::silu: {
+      const P e = ei::padd(one, ei::pexp(ei::pnegate(x)));
+      if (!derivative) return ei::pdiv(x, e);
+      const P s = ei::pdiv(one, e);
+      return ei::pmul(s, ei::padd(one, ei::pmul(x, ei::psub(one, s))));
+    }
+  }
+  return x;
+}
+}  // namespace detail
+
+// f (or f' when derivative) over n values of A, in place. Float takes the packets (glibc's
+// functions are scalar calls of several ns an element); the last partial packet is padded, so an
+// element's result never depends on where a row or a thread's range splits. Double keeps the
+// scalar functions (gradient checks, not speed).
 template <class A>
-void activation_values(Activation kind, A* v, int64_t n) {
+void activation_values(Activation kind, bool derivative, A* v, int64_t n) {
   if constexpr (std::is_same_v<A, float>) {
     namespace ei = Eigen::internal;
-    using P = ei::packet_traits<float>::type;
+    using P = detail::FloatPacket;
     constexpr int64_t W = ei::packet_traits<float>::size;
-    auto packet = [kind](const P x) -> P {
-      const P half = ei::pset1<P>(0.5f), one = ei::pset1<P>(1.0f);
-      switch (kind) {
-        case Activation::gelu_erf:
-          return ei::pmul(ei::pmul(half, x), ei::padd(one, ei::perf(ei::pmul(x, ei::pset1<P>(float(std::numbers::sqrt2 / 2))))));
-        case Activation::gelu_tanh: {
-          const P k = ei::pset1<P>(float(std::numbers::sqrt2 * std::numbers::inv_sqrtpi));
-          const P cubic = ei::pmul(ei::pset1<P>(0.044715f), ei::pmul(x, ei::pmul(x, x)));
-          return ei::pmul(ei::pmul(half, x), ei::padd(one, ei::ptanh(ei::pmul(k, ei::padd(x, cubic)))));
-        }
-        case Activation::silu: return ei::pdiv(x, ei::padd(one, ei::pexp(ei::pnegate(x))));
-      }
-      return x;
-    };
     int64_t k = 0;
-    for (; k + W <= n; k += W) ei::pstoreu(v + k, packet(ei::ploadu<P>(v + k)));
+    for (; k + W <= n; k += W) ei::pstoreu(v + k, detail::packet_activation(kind, derivative, ei::ploadu<P>(v + k)));
     if (k < n) {
       float tail[W] = {};
       std::copy(v + k, v + n, tail);
-      ei::pstoreu(tail, packet(ei::ploadu<P>(tail)));
+      ei::pstoreu(tail, detail::packet_activation(kind, derivative, ei::ploadu<P>(tail)));
       std::copy(tail, tail + (n - k), v + k);
     }
   } else {
-    for (int64_t i = 0; i < n; ++i) v[i] = activation_value<A>(kind, v[i]);
+    for (int64_t i = 0; i < n; ++i) v[i] = derivative ? activation_derivative<A>(kind, v[i]) : activation_value<A>(kind, v[i]);
   }
 }
 
-// Calls f(lo, buf, m) for the elements [lo, lo + m) of [0, n), in chunks of at most kChunk spread over
-// the threads, with buf holding the chunk's inputs widened to A and passed through the activation.
+// f(c, m) for the chunks [c, c + m) of [0, n), at most kActivationChunk long, over the threads.
 inline constexpr int64_t kActivationChunk = 256;
-template <class T, class F>
-void for_activation_chunks(const T* x, int64_t n, Activation kind, F f) {
-  using A = acc_t<T>;
+template <class F>
+void for_activation_chunks(int64_t n, F f) {
   parallel_for(0, n, 16384, [&](int64_t lo, int64_t hi) {
-    A buf[kActivationChunk];
-    for (int64_t c = lo; c < hi; c += kActivationChunk) {
-      const int64_t m = std::min(kActivationChunk, hi - c);
-      for (int64_t i = 0; i < m; ++i) buf[i] = A(x[c + i]);
-      activation_values<A>(kind, buf, m);
-      f(c, buf, m);
-    }
+    for (int64_t c = lo; c < hi; c += kActivationChunk) f(c, std::min(kActivationChunk, hi - c));
   });
+}
+
+// buf[i] = f(x[i]) (or f'), i < m, in A.
+template <class T, class A = acc_t<T>>
+void activation_chunk(Activation kind, bool derivative, const T* x, int64_t m, A* buf) {
+  for (int64_t i = 0; i < m; ++i) buf[i] = A(x[i]);
+  activation_values<A>(kind, derivative, buf, m);
 }
 
 // y = f(x); x and y contiguous, same shape.
 template <class T>
 void activation_forward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& y, Activation kind) {
+  const T* in = x.data();
   T* out = y.data();
-  for_activation_chunks(x.data(), x.numel(), kind, [&](int64_t c, const acc_t<T>* f, int64_t m) {
+  for_activation_chunks(x.numel(), [&](int64_t c, int64_t m) {
+    acc_t<T> f[kActivationChunk];
+    activation_chunk(kind, false, in + c, m, f);
     for (int64_t i = 0; i < m; ++i) out[c + i] = cast<T>(f[i]);
   });
 }
@@ -122,21 +147,52 @@ void activation_backward(const Tensor<T, Cpu>& dy, const Tensor<T, Cpu>& x, cons
   const T* g = dy.data();
   const T* in = x.data();
   T* out = dx.data();
-  parallel_for(0, x.numel(), 16384, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) out[i] = cast<T>(A(g[i]) * activation_derivative<A>(kind, A(in[i])));
+  for_activation_chunks(x.numel(), [&](int64_t c, int64_t m) {
+    A df[kActivationChunk];
+    activation_chunk(kind, true, in + c, m, df);
+    for (int64_t i = 0; i < m; ++i) out[c + i] = cast<T>(A(g[c + i]) * df[i]);
   });
 }
 
-// y = T(f(gate)) · up; gate and up of y's shape, any strides (views are copied first); y contiguous.
+// The distance between the rows of t seen as [numel / cols, cols] with contiguous rows (cols its last
+// dimension), or -1 when its leading dimensions do not step evenly.
+template <class T>
+int64_t row_stride(const Tensor<T, Cpu>& t) {
+  if (t.rank() == 0) return 1;
+  if (t.size(-1) > 1 && t.stride(-1) != 1) return -1;
+  int64_t stride = -1, extent = 1;  // the row stride, and the rows it covers so far (innermost first)
+  for (int d = t.rank() - 2; d >= 0; --d) {
+    if (t.size(d) == 1) continue;
+    if (stride < 0) stride = t.stride(d);
+    else if (t.stride(d) != stride * extent) return -1;
+    extent *= t.size(d);
+  }
+  return stride < 0 ? t.size(-1) : stride;
+}
+
+// y = T(f(gate)) · up; gate and up of y's shape with contiguous rows at any row stride (the halves of
+// a fused gate_up projection; other views are copied first); y contiguous.
 template <class T>
 void gated_activation_forward(const Tensor<T, Cpu>& gate, const Tensor<T, Cpu>& up, const Tensor<T, Cpu>& y,
                               Activation kind) {
   using A = acc_t<T>;
-  const Tensor<T, Cpu> g = gate.contiguous(), uc = up.contiguous();
-  const T* u = uc.data();
+  const Tensor<T, Cpu> gc = row_stride(gate) < 0 ? gate.contiguous() : gate;
+  const Tensor<T, Cpu> uc = row_stride(up) < 0 ? up.contiguous() : up;
+  const int64_t cols = y.rank() == 0 ? 1 : y.size(-1), rows = cols == 0 ? 0 : y.numel() / cols;
+  const int64_t gs = row_stride(gc), us = row_stride(uc);
   T* out = y.data();
-  for_activation_chunks(g.data(), g.numel(), kind, [&](int64_t c, const A* f, int64_t m) {
-    for (int64_t i = 0; i < m; ++i) out[c + i] = cast<T>(A(cast<T>(f[i])) * A(u[c + i]));
+  parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
+    A f[kActivationChunk];
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* g = gc.data() + r * gs;
+      const T* u = uc.data() + r * us;
+      T* o = out + r * cols;
+      for (int64_t c = 0; c < cols; c += kActivationChunk) {
+        const int64_t m = std::min(kActivationChunk, cols - c);
+        activation_chunk(kind, false, g + c, m, f);
+        for (int64_t i = 0; i < m; ++i) o[c + i] = cast<T>(A(cast<T>(f[i])) * A(u[c + i]));
+      }
+    }
   });
 }
 
@@ -151,10 +207,14 @@ void gated_activation_backward(const Tensor<T, Cpu>& dy, const Tensor<T, Cpu>& g
   const T* u = up.data();
   T* dg = dgate.data();
   T* du = dup.data();
-  for_activation_chunks(g, gate.numel(), kind, [&](int64_t c, const A* f, int64_t m) {
-    for (int64_t i = c; i < c + m; ++i) {
-      dg[i] = cast<T>(A(cast<T>(A(d[i]) * A(u[i]))) * activation_derivative<A>(kind, A(g[i])));
-      du[i] = cast<T>(A(d[i]) * A(cast<T>(f[i - c])));
+  for_activation_chunks(dy.numel(), [&](int64_t c, int64_t m) {
+    A f[kActivationChunk], df[kActivationChunk];
+    activation_chunk(kind, false, g + c, m, f);
+    activation_chunk(kind, true, g + c, m, df);
+    for (int64_t i = 0; i < m; ++i) {
+      const A dyi = A(d[c + i]);
+      dg[c + i] = cast<T>(A(cast<T>(dyi * A(u[c + i]))) * df[i]);
+      du[c + i] = cast<T>(dyi * A(cast<T>(f[i])));
     }
   });
 }
