@@ -102,6 +102,19 @@ TEST_CASE("views share storage and follow PyTorch stride rules", "[core][tensor]
   }
 }
 
+TEST_CASE("row_stride reads a view as rows of contiguous values", "[core][tensor]") {
+  const auto t = Tensor<float>::zeros({2, 3, 8});
+  CHECK(t.row_stride() == 8);
+  CHECK(t.slice(2, 0, 4).row_stride() == 8);    // the first half of each row
+  CHECK(t.slice(2, 4, 8).row_stride() == 8);
+  CHECK(t.slice(1, 1, 2).row_stride() == 24);   // one row of each batch
+  CHECK(t.slice(1, 0, 2).row_stride() == -1);   // rows 0, 1, then 3, 4: uneven steps
+  CHECK(t.transpose(1, 2).row_stride() == -1);  // a row is not contiguous
+  CHECK(Tensor<float>::zeros({8}).expand({5, 8}).row_stride() == 0);
+  CHECK(Tensor<float>::zeros({4, 1}).expand({4, 6}).row_stride() == -1);
+  CHECK(Tensor<float>::zeros({1, 1, 6}).row_stride() == 6);
+}
+
 TEST_CASE("integer tensors and dtype conversion", "[core][tensor]") {
   auto i64 = Tensor<int64_t>::from({-3, 0, 7}, {3});
   CHECK(i64.dtype() == DType::I64);

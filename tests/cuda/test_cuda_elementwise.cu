@@ -1,5 +1,7 @@
 // Elementwise ops, activations and reductions on the GPU against the CPU kernels, forward and
 // backward, for float32, bfloat16 and float16, including broadcast and strided operands.
+#include <utility>
+
 #include "ctmllm/ops/activation.hpp"
 #include "ctmllm/ops/elementwise.hpp"
 #include "ctmllm/ops/reduce.hpp"
@@ -13,18 +15,22 @@ namespace {
 template <class T>
 void check_binary(uint64_t seed) {
   Rng rng(seed);
-  // a [3, 1, 37] against b [5, 37]: both broadcast; b is positive for div.
-  const auto a = random_normal<T>(rng, {3, 1, 37});
-  const auto b = rng.uniform<float>({5, 37}, 0.5, 2.0).to<T>();
-  const auto dy = random_normal<T>(rng, {3, 5, 37});
-  const auto ga = a.template to_device<Cuda>(), gb = b.template to_device<Cuda>(), gdy = dy.template to_device<Cuda>();
-  for (const ops::Binary op : {ops::Binary::add, ops::Binary::sub, ops::Binary::mul, ops::Binary::div}) {
-    INFO("op " << ops::binary_name(op));
-    CTMLLM_CHECK_GPU(T, ops::binary(ga, gb, op), ops::binary(a, b, op));
-    const auto g = ops::binary_backward(gdy, ga, gb, op);
-    const auto r = ops::binary_backward(dy, a, b, op);
-    CTMLLM_CHECK_GPU(T, g.da, r.da);
-    CTMLLM_CHECK_GPU(T, g.db, r.db);
+  // a [3, 1, 37] against b [5, 37]: both broadcast (element by element); a [6, 40] against b [40]: a
+  // row repeated over the rows (rows of 16-byte packs). b is positive for div.
+  const std::pair<Shape, Shape> shapes[] = {{Shape{3, 1, 37}, Shape{5, 37}}, {Shape{6, 40}, Shape{40}}};
+  for (const auto& [a_shape, b_shape] : shapes) {
+    const auto a = random_normal<T>(rng, a_shape);
+    const auto b = rng.uniform<float>(b_shape, 0.5, 2.0).to<T>();
+    const auto dy = random_normal<T>(rng, broadcast_shapes(a_shape, b_shape, "test"));
+    const auto ga = a.template to_device<Cuda>(), gb = b.template to_device<Cuda>(), gdy = dy.template to_device<Cuda>();
+    for (const ops::Binary op : {ops::Binary::add, ops::Binary::sub, ops::Binary::mul, ops::Binary::div}) {
+      INFO("op " << ops::binary_name(op) << " on " << a_shape << " and " << b_shape);
+      CTMLLM_CHECK_GPU(T, ops::binary(ga, gb, op), ops::binary(a, b, op));
+      const auto g = ops::binary_backward(gdy, ga, gb, op);
+      const auto r = ops::binary_backward(dy, a, b, op);
+      CTMLLM_CHECK_GPU(T, g.da, r.da);
+      CTMLLM_CHECK_GPU(T, g.db, r.db);
+    }
   }
 }
 
@@ -68,16 +74,19 @@ void check_activations(uint64_t seed) {
   CTMLLM_CHECK_GPU(T, ops::gelu(gx.transpose(0, 1)), ops::gelu(x.transpose(0, 1)));
 }
 
-// f(gate) · up fused, against the CPU's fused op; gate and up also as the halves of one [7, 666]
-// tensor (strided, as a fused gate_up projection gives them).
+// f(gate) · up fused, against the CPU's fused op; gate and up as the halves of one [7, 2·cols]
+// tensor, as a fused gate_up projection gives them: rows of 16-byte packs for cols = 336, element by
+// element for 333.
 template <class T>
 void check_gated_activations(uint64_t seed) {
   Rng rng(seed);
-  const auto both = random_normal<T>(rng, {7, 666}, 2.0);
-  const auto dy = random_normal<T>(rng, {7, 333});
-  const auto gate = both.slice(1, 0, 333), up = both.slice(1, 333, 666);
+  for (const int64_t cols : {int64_t(333), int64_t(336)}) {
+  INFO("cols " << cols);
+  const auto both = random_normal<T>(rng, {7, 2 * cols}, 2.0);
+  const auto dy = random_normal<T>(rng, {7, cols});
+  const auto gate = both.slice(1, 0, cols), up = both.slice(1, cols, 2 * cols);
   const auto gboth = both.template to_device<Cuda>(), gdy = dy.template to_device<Cuda>();
-  const auto ggate = gboth.slice(1, 0, 333), gup = gboth.slice(1, 333, 666);
+  const auto ggate = gboth.slice(1, 0, cols), gup = gboth.slice(1, cols, 2 * cols);
   for (const ops::Activation kind : {ops::Activation::gelu_erf, ops::Activation::gelu_tanh, ops::Activation::silu}) {
     INFO("activation " << int(kind));
     CTMLLM_CHECK_GPU(T, ops::gated_activation(ggate, gup, kind), ops::gated_activation(gate, up, kind));
@@ -87,6 +96,7 @@ void check_gated_activations(uint64_t seed) {
     const auto c = ops::gated_activation_backward(dy, gate, up, kind);
     CTMLLM_CHECK_GPU(T, g.gate, c.gate);
     CTMLLM_CHECK_GPU(T, g.up, c.up);
+  }
   }
 }
 

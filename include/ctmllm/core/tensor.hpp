@@ -98,6 +98,23 @@ class Tensor {
     return true;
   }
 
+  // The distance between consecutive rows when the tensor is read as [numel / cols, cols] with
+  // contiguous rows (cols its last dimension): cols when contiguous, wider for the column halves of
+  // a fused projection's output, 0 for one row repeated (expanded); -1 when a row is not contiguous
+  // or the rows do not step evenly.
+  int64_t row_stride() const {
+    if (rank() == 0) return 1;
+    if (shape_[rank() - 1] > 1 && strides_[rank() - 1] != 1) return -1;
+    int64_t stride = -1, rows = 1;  // the row stride, and the rows its dimensions span so far
+    for (int d = rank() - 2; d >= 0; --d) {
+      if (shape_[d] == 1) continue;
+      if (stride < 0) stride = strides_[d];
+      else if (strides_[d] != stride * rows) return -1;
+      rows *= shape_[d];
+    }
+    return stride < 0 ? shape_[rank() - 1] : stride;
+  }
+
   // "float32[2, 3] (cpu)": used in error messages.
   std::string describe() const {
     return detail::concat(dtype_name(dtype()), shape_.str(), " (", D::name, ")");

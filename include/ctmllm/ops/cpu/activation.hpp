@@ -154,32 +154,16 @@ void activation_backward(const Tensor<T, Cpu>& dy, const Tensor<T, Cpu>& x, cons
   });
 }
 
-// The distance between the rows of t seen as [numel / cols, cols] with contiguous rows (cols its last
-// dimension), or -1 when its leading dimensions do not step evenly.
-template <class T>
-int64_t row_stride(const Tensor<T, Cpu>& t) {
-  if (t.rank() == 0) return 1;
-  if (t.size(-1) > 1 && t.stride(-1) != 1) return -1;
-  int64_t stride = -1, extent = 1;  // the row stride, and the rows it covers so far (innermost first)
-  for (int d = t.rank() - 2; d >= 0; --d) {
-    if (t.size(d) == 1) continue;
-    if (stride < 0) stride = t.stride(d);
-    else if (t.stride(d) != stride * extent) return -1;
-    extent *= t.size(d);
-  }
-  return stride < 0 ? t.size(-1) : stride;
-}
-
 // y = T(f(gate)) · up; gate and up of y's shape with contiguous rows at any row stride (the halves of
 // a fused gate_up projection; other views are copied first); y contiguous.
 template <class T>
 void gated_activation_forward(const Tensor<T, Cpu>& gate, const Tensor<T, Cpu>& up, const Tensor<T, Cpu>& y,
                               Activation kind) {
   using A = acc_t<T>;
-  const Tensor<T, Cpu> gc = row_stride(gate) < 0 ? gate.contiguous() : gate;
-  const Tensor<T, Cpu> uc = row_stride(up) < 0 ? up.contiguous() : up;
+  const Tensor<T, Cpu> gc = gate.row_stride() < 0 ? gate.contiguous() : gate;
+  const Tensor<T, Cpu> uc = up.row_stride() < 0 ? up.contiguous() : up;
   const int64_t cols = y.rank() == 0 ? 1 : y.size(-1), rows = cols == 0 ? 0 : y.numel() / cols;
-  const int64_t gs = row_stride(gc), us = row_stride(uc);
+  const int64_t gs = gc.row_stride(), us = uc.row_stride();
   T* out = y.data();
   parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
     A f[kActivationChunk];
