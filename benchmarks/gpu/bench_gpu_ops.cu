@@ -1,12 +1,13 @@
 // GPU op timings (Google Benchmark, manual time from CUDA events around each call on the ops
-// stream): GEMMs through cuBLASLt, layer_norm, rms_norm, softmax, gelu, SwiGLU, the strided copy, rope,
-// embedding backward, cross-entropy and attention (at the ViT-B shape and at Llama-3-8B prefill and
-// decode shapes: cuDNN's fused SDPA when built with the cudnn-frontend, but for decode, else the own
-// kernels; with the frontend, the *_fallback timings run the own kernels at the ViT-B and prefill
-// shapes, and the counter cudnn_sdpa says which path ran), the decode GEMV over bf16 weights under
-// float activations (llm::Storage::bf16 on the GPU) and the same shape in pure bf16, in the shapes that torch_gpu_reference.py
-// times in PyTorch; run_h200.sh prints both with their ratio. Inputs are random (never zeros: they
-// run faster than real data). Without a GPU every benchmark skips.
+// stream): GEMMs through cuBLASLt, layer_norm, rms_norm (alone and after a residual add), softmax,
+// gelu, SwiGLU, the strided copy, rope, embedding backward, cross-entropy and attention (at the
+// ViT-B shape and at Llama-3-8B prefill and decode shapes: cuDNN's fused SDPA when built with the
+// cudnn-frontend, but for decode, else the own kernels; with the frontend, the *_fallback timings
+// run the own kernels at the ViT-B and prefill shapes, and the counter cudnn_sdpa says which path
+// ran), the decode GEMV over bf16 weights under float activations (llm::Storage::bf16 on the GPU)
+// and the same shape in pure bf16, in the shapes that torch_gpu_reference.py times in PyTorch;
+// run_h200.sh prints both with their ratio. Inputs are random (never zeros: they run faster than
+// real data). Without a GPU every benchmark skips.
 #include <map>
 #include <optional>
 #include <utility>
@@ -72,6 +73,15 @@ void rms_norm_bf16_8192x4096(benchmark::State& state) {
   if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
   const auto x = device_normal<bf16>({8192, 4096}, 11), w = device_normal<bf16>({4096}, 12);
   time_on_device(state, 2.0 * 2 * 8192 * 4096, 0, [&] { benchmark::DoNotOptimize(ops::rms_norm(x, w)); });
+}
+
+// A decoder layer's residual update and the norm after it (inference): one kernel; PyTorch adds,
+// then norms.
+void add_rms_norm_bf16_8192x4096(benchmark::State& state) {
+  if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+  const auto x = device_normal<bf16>({8192, 4096}, 30), r = device_normal<bf16>({8192, 4096}, 31);
+  const auto w = device_normal<bf16>({4096}, 12);
+  time_on_device(state, 2.0 * 4 * 8192 * 4096, 0, [&] { benchmark::DoNotOptimize(ops::add_rms_norm(x, r, w)); });
 }
 
 void softmax_bf16_8192x4096(benchmark::State& state) {
@@ -210,6 +220,7 @@ BENCHMARK(gemm_f32_2048x2048x2048)->UseManualTime()->Unit(benchmark::kMillisecon
 BENCHMARK(bmm_bf16_64x1024x128x1024)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(layer_norm_bf16_8192x4096)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(rms_norm_bf16_8192x4096)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(add_rms_norm_bf16_8192x4096)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(softmax_bf16_8192x4096)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(gelu_bf16_64M)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(swiglu_fwd_bf16_1536x14336)->UseManualTime()->Unit(benchmark::kMillisecond);

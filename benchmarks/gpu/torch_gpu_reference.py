@@ -67,6 +67,7 @@ def op_timings():
     a32, b32 = r(2048, 2048, dtype=torch.float32), r(2048, 2048, dtype=torch.float32)
     qa, qb = r(64, 1024, 128), r(64, 128, 1024)
     nw, nb = r(4096), r(4096)
+    xr = r(8192, 4096)  # the residual of add_rms_norm
     g = r(1 << 26)
     F = torch.nn.functional
 
@@ -116,6 +117,7 @@ def op_timings():
         "bmm_bf16_64x1024x128x1024": lambda: torch.bmm(qa, qb),
         "layer_norm_bf16_8192x4096": lambda: torch.nn.functional.layer_norm(x, (4096,), nw, nb),
         "rms_norm_bf16_8192x4096": lambda: torch.nn.functional.rms_norm(x, (4096,), nw, 1e-6),
+        "add_rms_norm_bf16_8192x4096": lambda: torch.nn.functional.rms_norm(x + xr, (4096,), nw, 1e-6),
         "softmax_bf16_8192x4096": lambda: torch.softmax(x, -1),
         "gelu_bf16_64M": lambda: torch.nn.functional.gelu(g),
         "swiglu_fwd_bf16_1536x14336": swiglu_fwd,

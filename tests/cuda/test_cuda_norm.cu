@@ -57,6 +57,14 @@ void check_rms_norm(uint64_t seed) {
       const auto gg = ops::rms_norm_backward(gdy, gx, g.rstd, gw, offset);
       CTMLLM_CHECK_GPU(T, gg.dx, rg.dx);
       CTMLLM_CHECK_GPU(T, gg.dw, rg.dw);
+      // The residual form: the rounded sum and the norm over it, in one kernel.
+      const auto res = random_normal<T>(rng, shape);
+      const auto gres = res.template to_device<Cuda>();
+      const auto ra = ops::add_rms_norm(x, res, w, 1e-6, offset);
+      const auto ga = ops::add_rms_norm(gx, gres, gw, 1e-6, offset);
+      CTMLLM_CHECK_GPU(T, ga.sum, ra.sum);
+      CTMLLM_CHECK_GPU(T, ga.y, ra.y);
+      CTMLLM_CHECK_GPU(float, ga.rstd, ra.rstd);
     }
   }
 }
@@ -68,7 +76,7 @@ TEST_CASE("cuda layer_norm forward and backward match the CPU", "[cuda][ops]") {
   for_each_dtype([](auto t, uint64_t seed) { check_layer_norm<decltype(t)>(seed); });
 }
 
-TEST_CASE("cuda rms_norm forward and backward match the CPU", "[cuda][ops]") {
+TEST_CASE("cuda rms_norm forward and backward and add_rms_norm match the CPU", "[cuda][ops]") {
   if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
   for_each_dtype([](auto t, uint64_t seed) { check_rms_norm<decltype(t)>(seed); });
 }

@@ -1,8 +1,10 @@
 // layer_norm and rms_norm against PyTorch fixtures and float64 loops, their backward by finite
-// differences, bad input, strided input and thread-count independence of the parameter gradients.
+// differences, bad input, strided input and thread-count independence of the parameter gradients;
+// add_rms_norm against add then rms_norm.
 #include <cmath>
 
 #include "ctmllm/autograd/norm.hpp"
+#include "ctmllm/ops/elementwise.hpp"
 #include "support/catch.hpp"
 #include "support/compare.hpp"
 #include "support/fixtures.hpp"
@@ -177,6 +179,38 @@ TEST_CASE("rms_norm rejects bad input and works on strided views", "[ops][norm]"
   const auto a = ops::rms_norm(xt, w), b = ops::rms_norm(xt.contiguous(), w);
   CHECK(rel_error(a.y, b.y) == 0.0);
   CHECK(rel_error(ops::rms_norm_backward(dy, xt, a.rstd, w).dx, ops::rms_norm_backward(dy.contiguous(), xt.contiguous(), b.rstd, w).dx) == 0.0);
+}
+
+TEST_CASE("add_rms_norm equals add then rms_norm to the bit", "[ops][norm]") {
+  auto check = [](auto tag) {
+    using T = decltype(tag);
+    Rng rng(31);
+    const auto x = rng.normal<float>({2, 7, 96}, 0.0, 2.0).to<T>(), r = rng.normal<float>({2, 7, 96}).to<T>();
+    const auto w = rng.normal<float>({96}).to<T>();
+    for (const double offset : {0.0, 1.0}) {  // Llama's and Gemma's
+      const auto fused = ops::add_rms_norm(x, r, w, 1e-5, offset);
+      const auto sum = ops::add(x, r);
+      const auto two = ops::rms_norm(sum, w, 1e-5, offset);
+      CHECK(testing::max_abs_diff(fused.sum, sum) == 0.0);
+      CHECK(testing::max_abs_diff(fused.y, two.y) == 0.0);
+      CHECK(testing::max_abs_diff(fused.rstd, two.rstd) == 0.0);
+    }
+    // A strided residual is made contiguous first.
+    const auto rt = rng.normal<float>({2, 7, 192}).to<T>().slice(2, 0, 192, 2);
+    REQUIRE(!rt.is_contiguous());
+    CHECK(testing::max_abs_diff(ops::add_rms_norm(x, rt, w).y, ops::rms_norm(ops::add(x, rt), w).y) == 0.0);
+  };
+  check(float{});
+  check(bf16{});
+  check(half{});
+}
+
+TEST_CASE("add_rms_norm rejects bad input", "[ops][norm]") {
+  const auto x = Tensor<float>::ones({3, 8}), w = Tensor<float>::ones({8});
+  CHECK_THROWS_AS(ops::add_rms_norm(x, Tensor<float>::ones({3, 7}), w), ctmllm::Error);
+  CHECK_THROWS_AS(ops::add_rms_norm(x, Tensor<float>(), w), ctmllm::Error);
+  CHECK_THROWS_AS(ops::add_rms_norm(x, x, Tensor<float>::ones({7})), ctmllm::Error);
+  CHECK_THROWS_AS(ops::add_rms_norm(x, x, w, -1.0), ctmllm::Error);
 }
 
 TEST_CASE("norm ops record nothing when no input requires grad", "[ops][norm][autograd]") {

@@ -17,6 +17,8 @@
 #include <cmath>
 #include <span>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "ctmllm/autograd/activation.hpp"
@@ -247,15 +249,25 @@ class Decoder {
   // (the last one after the norm).
   Var layers_forward(Var h, const Tensor<int64_t, D>& positions, const Tensor<uint8_t, D>& key_mask,
                      const CacheUse& use, std::vector<Var>* hidden) const {
+    Var x = layers_.front().input_norm(h);  // the input of the next attention or MLP
     for (size_t l = 0; l < layers_.size(); ++l) {
       const DecoderLayer<T, D>& L = layers_[l];
-      h = autograd::add(h, attention(L, int64_t(l), L.input_norm(h), positions, key_mask, use));
-      h = autograd::add(h, mlp(L, L.post_attention_norm(h)));
-      if (hidden && l + 1 < layers_.size()) hidden->push_back(h);
+      std::tie(h, x) = add_norm(h, attention(L, int64_t(l), x, positions, key_mask, use), L.post_attention_norm);
+      std::tie(h, x) = add_norm(h, mlp(L, x), l + 1 < layers_.size() ? layers_[l + 1].input_norm : norm_);
+      if (hidden) hidden->push_back(l + 1 < layers_.size() ? h : x);
     }
-    h = norm_(h);
-    if (hidden) hidden->push_back(h);
-    return h;
+    return x;
+  }
+
+  // h + r and norm(h + r): in one pass where no graph is recorded (ops::add_rms_norm, equal bit for
+  // bit), else the two recorded ops.
+  std::pair<Var, Var> add_norm(const Var& h, const Var& r, const nn::RMSNorm<T, D>& norm) const {
+    if (autograd::grad_mode() && (h.requires_grad() || r.requires_grad() || norm.weight.requires_grad())) {
+      const Var sum = autograd::add(h, r);
+      return {sum, norm(sum)};
+    }
+    const auto f = ops::add_rms_norm(h.value(), r.value(), norm.weight.value(), norm.eps, norm.weight_offset);
+    return {Var(f.sum), Var(f.y)};
   }
 
   // Fills each part of the network from a source, registering T tensors in Parameters.

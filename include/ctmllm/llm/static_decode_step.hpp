@@ -3,7 +3,7 @@
 // fixed (the ids, positions and slot index in one int64 buffer, the attention keep mask in another),
 // so that each step is the same device work on the same addresses (Decoder::decode_fixed) and only
 // the buffers' contents change. On Cuda tensors the second step captures that work in a CUDA graph
-// (core/cuda/graph.hpp) and every later step replays it: one launch instead of some 17 per layer.
+// (core/cuda/graph.hpp) and every later step replays it: one launch instead of some 13 per layer.
 // The first step runs directly, outside any capture, so that cuBLASLt's heuristics, lazily loaded
 // kernels and library handles are settled before it. If the capture fails, every step runs directly
 // from then on and graph_failure() says why. On the CPU every step runs directly (what the tests

@@ -1,6 +1,7 @@
 #pragma once
 // Normalisation over the last dimension: layer_norm (nn.LayerNorm, weight and bias optional) and
-// rms_norm (Llama's RMSNorm, or Gemma's with weight_offset = 1: x̂ · (1 + w)). x is [..., C]; the
+// rms_norm (Llama's RMSNorm, or Gemma's with weight_offset = 1: x̂ · (1 + w)), and add_rms_norm (a
+// residual update with the norm after it, for inference). x is [..., C]; the
 // forward returns y (contiguous, x's shape) with the per-row statistics backward needs, [...] in the
 // accumulation type (float for 16-bit T).
 #include <cmath>
@@ -102,6 +103,34 @@ RmsNormResult<T, D> rms_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight, 
   detail::check_eps(eps, "rms_norm");
   RmsNormResult<T, D> r{Tensor<T, D>::empty(x.shape()), Tensor<acc_t<T>, D>::empty(rows)};
   impl::rms_norm_forward(x.contiguous(), weight.contiguous(), weight_offset, r.y, r.rstd, eps);
+  return r;
+}
+
+template <class T, class D>
+struct AddRmsNormResult {
+  Tensor<T, D> sum;          // x + residual, [..., C]
+  Tensor<T, D> y;            // rms_norm(sum), [..., C]
+  Tensor<acc_t<T>, D> rstd;  // [...]
+};
+
+// A residual update and the norm after it in one pass, for inference (the decoder uses it where no
+// graph is recorded): sum = x + residual, rounded to T as add rounds it, and y = rms_norm(sum),
+// equal bit for bit to add then rms_norm. x and residual: one shape [..., C]. Not differentiable: a
+// recorded forward runs the two ops, whose gradients are this form's.
+template <class T, class D>
+AddRmsNormResult<T, D> add_rms_norm(const Tensor<T, D>& x, const Tensor<T, D>& residual, const Tensor<T, D>& weight,
+                                    double eps = 1e-6, double weight_offset = 0.0) {
+  CTMLLM_REQUIRE_KERNELS(D, "add_rms_norm");
+  const Shape rows = detail::norm_rows_shape(x, "add_rms_norm");
+  check_defined(residual, "add_rms_norm", "residual");
+  check_shape(residual, x.shape(), "add_rms_norm", "residual");
+  check_defined(weight, "add_rms_norm", "weight");
+  detail::check_norm_param(weight, x.shape().back(), "add_rms_norm", "weight");
+  detail::check_eps(eps, "add_rms_norm");
+  AddRmsNormResult<T, D> r{Tensor<T, D>::empty(x.shape()), Tensor<T, D>::empty(x.shape()),
+                           Tensor<acc_t<T>, D>::empty(rows)};
+  impl::add_rms_norm_forward(x.contiguous(), residual.contiguous(), weight.contiguous(), weight_offset, r.sum, r.y,
+                             r.rstd, eps);
   return r;
 }
 

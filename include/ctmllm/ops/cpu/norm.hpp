@@ -133,20 +133,27 @@ void layer_norm_backward(const Tensor<T, Cpu>& dy, const Tensor<T, Cpu>& x, cons
   if (dbias.defined()) sums.sum_into(C, C, dbias.data());
 }
 
-// y = x * rstd * (weight + offset), rstd = 1 / sqrt(mean(x²) + eps); offset 0 is Llama's RMSNorm,
-// offset 1 Gemma's (1 + weight).
+// sum = T(x + residual) (rounded as add rounds it), then y = rms_norm(sum), row by row; without a
+// residual (undefined), y = rms_norm(x) and sum is not written. x, residual, sum, y contiguous.
 template <class T>
-void rms_norm_forward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& weight, double offset, const Tensor<T, Cpu>& y,
-                      const Tensor<acc_t<T>, Cpu>& rstd, double eps) {
+void add_rms_norm_forward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& residual, const Tensor<T, Cpu>& weight,
+                          double offset, const Tensor<T, Cpu>& sum, const Tensor<T, Cpu>& y,
+                          const Tensor<acc_t<T>, Cpu>& rstd, double eps) {
   using A = acc_t<T>;
   const int64_t C = x.shape().back(), N = x.numel() / C;
   const std::vector<A> w = param_row(weight, C, A(offset), A(1));
-  const T* px = x.data();
   T* py = y.data();
   A* pr = rstd.data();
   parallel_for(0, N, std::max<int64_t>(1, 16384 / C), [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
-      const T* xr = px + r * C;
+      const T* xr = x.data() + r * C;
+      if (residual.defined()) {
+        const T* rr = residual.data() + r * C;
+        T* sr = sum.data() + r * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) sr[c] = cast<T>(A(xr[c]) + A(rr[c]));
+        xr = sr;
+      }
       T* yr = py + r * C;
       A s = 0;
 #pragma omp simd reduction(+ : s)
@@ -157,6 +164,14 @@ void rms_norm_forward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& weight, dou
       pr[r] = rs;
     }
   });
+}
+
+// y = x * rstd * (weight + offset), rstd = 1 / sqrt(mean(x²) + eps); offset 0 is Llama's RMSNorm,
+// offset 1 Gemma's (1 + weight).
+template <class T>
+void rms_norm_forward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& weight, double offset, const Tensor<T, Cpu>& y,
+                      const Tensor<acc_t<T>, Cpu>& rstd, double eps) {
+  add_rms_norm_forward(x, Tensor<T, Cpu>(), weight, offset, Tensor<T, Cpu>(), y, rstd, eps);
 }
 
 // With n = x * rstd and g = dy * (weight + offset):

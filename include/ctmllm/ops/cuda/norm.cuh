@@ -1,10 +1,11 @@
 #pragma once
-// CUDA kernels for layer_norm and rms_norm over the last dimension, forward and backward (the
-// Tensor<T, Cuda> overloads of ops/cpu/norm.hpp; the same layout: x, y, dy, dx [N, C] contiguous,
-// statistics [N] in float, parameters [C]). One block per row for the row statistics and dx, each
-// a block reduction in float. The parameter gradients sum over rows in two deterministic steps:
-// fixed chunks of rows give per-chunk partial sums (one thread per column, neighbouring threads on
-// neighbouring columns), then the partials are added in chunk order.
+// CUDA kernels for layer_norm and rms_norm (with an optional residual added first) over the last
+// dimension, forward and backward (the Tensor<T, Cuda> overloads of ops/cpu/norm.hpp; the same
+// layout: x, y, dy, dx [N, C] contiguous, statistics [N] in float, parameters [C]). One block per
+// row for the row statistics and dx, each a block reduction in float. The parameter gradients sum
+// over rows in two deterministic steps: fixed chunks of rows give per-chunk partial sums (one thread
+// per column, neighbouring threads on neighbouring columns), then the partials are added in chunk
+// order.
 #include "ctmllm/ops/cpu/norm.hpp"
 #include "ctmllm/ops/cuda/block_reduce.cuh"
 #include "ctmllm/ops/cuda/map.cuh"
@@ -68,18 +69,27 @@ __global__ void layer_norm_dx_kernel(const T* __restrict__ dy, const T* __restri
   }
 }
 
+// y = rms_norm(x), or with a residual (not null) sum = T(x + residual) and y = rms_norm(sum): each
+// thread reads back only the sums it wrote itself, so the block needs no barrier between the passes.
 template <class T>
-__global__ void rms_norm_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, float offset,
-                                        T* __restrict__ y, float* __restrict__ rstd, int64_t rows, int64_t C, float eps) {
+__global__ void rms_norm_forward_kernel(const T* __restrict__ x, const T* __restrict__ residual, T* __restrict__ sum,
+                                        const T* __restrict__ w, float offset, T* __restrict__ y,
+                                        float* __restrict__ rstd, int64_t rows, int64_t C, float eps) {
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * C;
     float s = 0.0f;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-      const float v = to_float(xr[c]);
+      float v = to_float(xr[c]);
+      if (residual) {
+        const T t = from_float<T>(v + to_float(residual[r * C + c]));
+        sum[r * C + c] = t;
+        v = to_float(t);
+      }
       s += v * v;
     }
     const float rs = rsqrtf(block_reduce(s, SumOp{}) / float(C) + eps);
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) y[r * C + c] = from_float<T>(to_float(xr[c]) * rs * param_at(w, c, offset));
+    const T* nr = residual ? sum + r * C : xr;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) y[r * C + c] = from_float<T>(to_float(nr[c]) * rs * param_at(w, c, offset));
     if (threadIdx.x == 0) rstd[r] = rs;
   }
 }
@@ -182,16 +192,26 @@ void layer_norm_backward(const Tensor<T, Cuda>& dy, const Tensor<T, Cuda>& x, co
   cuda_impl::norm_param_grads(dy, x, mean.data(), rstd.data(), dweight, dbias, N, C);
 }
 
+// sum = T(x + residual) and y = rms_norm(sum) in one kernel; without a residual (undefined),
+// y = rms_norm(x). All contiguous.
 template <class T>
-void rms_norm_forward(const Tensor<T, Cuda>& x, const Tensor<T, Cuda>& weight, double offset, const Tensor<T, Cuda>& y,
-                      const Tensor<float, Cuda>& rstd, double eps) {
+void add_rms_norm_forward(const Tensor<T, Cuda>& x, const Tensor<T, Cuda>& residual, const Tensor<T, Cuda>& weight,
+                          double offset, const Tensor<T, Cuda>& sum, const Tensor<T, Cuda>& y,
+                          const Tensor<float, Cuda>& rstd, double eps) {
   CTMLLM_CUDA_FLOAT_TYPES(T, "rms_norm");
   const int64_t C = x.shape().back(), N = x.numel() / C;
   if (N == 0) return;
   cuda_impl::rms_norm_forward_kernel<<<cuda_impl::grid_rows(N), cuda_impl::threads_for_row(C, 4), 0,
-                                       cuda::current_stream()>>>(x.data(), cuda_impl::data_or_null(weight),
-                                                                 float(offset), y.data(), rstd.data(), N, C, float(eps));
+                                       cuda::current_stream()>>>(
+      x.data(), cuda_impl::data_or_null(residual), sum.defined() ? sum.data() : nullptr, cuda_impl::data_or_null(weight),
+      float(offset), y.data(), rstd.data(), N, C, float(eps));
   cuda::check_launch("rms_norm_forward_kernel");
+}
+
+template <class T>
+void rms_norm_forward(const Tensor<T, Cuda>& x, const Tensor<T, Cuda>& weight, double offset, const Tensor<T, Cuda>& y,
+                      const Tensor<float, Cuda>& rstd, double eps) {
+  add_rms_norm_forward(x, Tensor<T, Cuda>(), weight, offset, Tensor<T, Cuda>(), y, rstd, eps);
 }
 
 template <class T>
