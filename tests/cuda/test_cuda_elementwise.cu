@@ -81,22 +81,22 @@ template <class T>
 void check_gated_activations(uint64_t seed) {
   Rng rng(seed);
   for (const int64_t cols : {int64_t(333), int64_t(336)}) {
-  INFO("cols " << cols);
-  const auto both = random_normal<T>(rng, {7, 2 * cols}, 2.0);
-  const auto dy = random_normal<T>(rng, {7, cols});
-  const auto gate = both.slice(1, 0, cols), up = both.slice(1, cols, 2 * cols);
-  const auto gboth = both.template to_device<Cuda>(), gdy = dy.template to_device<Cuda>();
-  const auto ggate = gboth.slice(1, 0, cols), gup = gboth.slice(1, cols, 2 * cols);
-  for (const ops::Activation kind : {ops::Activation::gelu_erf, ops::Activation::gelu_tanh, ops::Activation::silu}) {
-    INFO("activation " << int(kind));
-    CTMLLM_CHECK_GPU(T, ops::gated_activation(ggate, gup, kind), ops::gated_activation(gate, up, kind));
-    CTMLLM_CHECK_GPU(T, ops::gated_activation(ggate.contiguous(), gup.contiguous(), kind),
-                     ops::gated_activation(gate, up, kind));
-    const auto g = ops::gated_activation_backward(gdy, ggate, gup, kind);
-    const auto c = ops::gated_activation_backward(dy, gate, up, kind);
-    CTMLLM_CHECK_GPU(T, g.gate, c.gate);
-    CTMLLM_CHECK_GPU(T, g.up, c.up);
-  }
+    INFO("cols " << cols);
+    const auto both = random_normal<T>(rng, {7, 2 * cols}, 2.0);
+    const auto dy = random_normal<T>(rng, {7, cols});
+    const auto gate = both.slice(1, 0, cols), up = both.slice(1, cols, 2 * cols);
+    const auto gboth = both.template to_device<Cuda>(), gdy = dy.template to_device<Cuda>();
+    const auto ggate = gboth.slice(1, 0, cols), gup = gboth.slice(1, cols, 2 * cols);
+    for (const ops::Activation kind : {ops::Activation::gelu_erf, ops::Activation::gelu_tanh, ops::Activation::silu}) {
+      INFO("activation " << int(kind));
+      CTMLLM_CHECK_GPU(T, ops::gated_activation(ggate, gup, kind), ops::gated_activation(gate, up, kind));
+      CTMLLM_CHECK_GPU(T, ops::gated_activation(ggate.contiguous(), gup.contiguous(), kind),
+                       ops::gated_activation(gate, up, kind));
+      const auto g = ops::gated_activation_backward(gdy, ggate, gup, kind);
+      const auto c = ops::gated_activation_backward(dy, gate, up, kind);
+      CTMLLM_CHECK_GPU(T, g.gate, c.gate);
+      CTMLLM_CHECK_GPU(T, g.up, c.up);
+    }
   }
 }
 

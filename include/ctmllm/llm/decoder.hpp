@@ -262,7 +262,7 @@ class Decoder {
   // h + r and norm(h + r): in one pass where no graph is recorded (ops::add_rms_norm, equal bit for
   // bit), else the two recorded ops.
   std::pair<Var, Var> add_norm(const Var& h, const Var& r, const nn::RMSNorm<T, D>& norm) const {
-    if (autograd::grad_mode() && (h.requires_grad() || r.requires_grad() || norm.weight.requires_grad())) {
+    if (autograd::needs_grad<T, D>({h, r, norm.weight})) {
       const Var sum = autograd::add(h, r);
       return {sum, norm(sum)};
     }
@@ -498,12 +498,13 @@ class Decoder {
   // loading (merged adapters, set_value) or whose adapter is active ends the packing's use.
   std::vector<Var> project(const Var& x, const Dense<T, D>& whole, std::initializer_list<const Dense<T, D>*> parts) const {
     bool packed = whole.weight.defined() || whole.weight_bf16.defined();
-    bool records = autograd::grad_mode() && x.requires_grad();
+    std::vector<Var> inputs{x};  // what a recorded product would have as inputs
     std::vector<int64_t> sizes;
     const int64_t in = packed ? whole.in_features() : 0;
     int64_t row = 0;
     for (const Dense<T, D>* p : parts) {
-      records = records || (autograd::grad_mode() && (p->weight.requires_grad() || p->bias.requires_grad()));
+      inputs.push_back(p->weight);
+      inputs.push_back(p->bias);
       const bool same_weight = whole.weight.defined()
                                    ? p->weight.defined() && p->weight.value().data() == whole.weight.value().data() + row * in
                                    : p->weight_bf16.defined() && p->weight_bf16.data() == whole.weight_bf16.data() + row * in;
@@ -513,7 +514,7 @@ class Decoder {
       sizes.push_back(p->out_features());
       row += p->out_features();
     }
-    if (packed && !records) return autograd::split(whole(x), sizes, -1);
+    if (packed && !autograd::needs_grad(inputs)) return autograd::split(whole(x), sizes, -1);
     std::vector<Var> out;
     for (const Dense<T, D>* p : parts) out.push_back((*p)(x));
     return out;

@@ -96,7 +96,7 @@ inline FloatPacket packet_activation(Activation kind, bool derivative, FloatPack
 template <class A>
 void activation_values(Activation kind, bool derivative, A* v, int64_t n) {
   if constexpr (std::is_same_v<A, float>) {
-    namespace ei = Eigen::internal;
+    namespace ei = detail::ei;
     using P = detail::FloatPacket;
     constexpr int64_t W = ei::packet_traits<float>::size;
     int64_t k = 0;
