@@ -1,6 +1,9 @@
 // rope (rotate-half) against transformers' rotary embeddings (default, linear, llama3, partial rotary),
-// its backward by finite differences, argument checks and strided inputs.
+// its backward by finite differences, argument checks and strided inputs; rope_into_cache against
+// rope and the cache writes it stands for.
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "ctmllm/autograd/rope.hpp"
 #include "support/catch.hpp"
@@ -133,4 +136,66 @@ TEST_CASE("rope works on strided views", "[ops][rope]") {
   const auto qt = Rng(7).normal<float>({2, 3, 16, 7}).transpose(2, 3);
   CHECK(rel_error(ops::rope(qt, pos, cfg), ops::rope(qt.contiguous(), pos, cfg)) == 0.0);
   CHECK(rel_error(ops::rope_backward(q, pos, cfg), ops::rope_backward(q.contiguous(), pos, cfg)) == 0.0);
+}
+
+namespace {
+// q, k, v as the decoder passes them: heads of one [B, S, Hq + 2·Hkv, D] projection, permuted.
+struct Projection {
+  Tensor<float> qkv;
+  int64_t Hq, Hkv;
+  Tensor<float> heads(int64_t from, int64_t n) const { return qkv.slice(2, from, from + n).permute({0, 2, 1, 3}); }
+  Tensor<float> q() const { return heads(0, Hq); }
+  Tensor<float> k() const { return heads(Hq, Hkv); }
+  Tensor<float> v() const { return heads(Hq + Hkv, Hkv); }
+};
+}  // namespace
+
+TEST_CASE("rope_into_cache equals rope and the cache writes", "[ops][rope]") {
+  const ops::RopeConfig cfg = llama3_partial();
+  const int64_t B = 2, S = 3, L = 9, D = 12;
+  const Projection p{Rng(8).normal<float>({B, S, 4 + 2 * 2, D}), 4, 2};
+  const auto pos = Tensor<int64_t>::from({5, 6, 7, 40, 41, 42}, {B, S});
+  const auto before = Rng(9).normal<float>({B, 2, L, D});
+  const auto k_rotated = ops::rope(p.k(), pos, cfg);
+  for (const bool with_index : {false, true}) {
+    INFO((with_index ? "slots from an index" : "slots from 4 on"));
+    const auto index = Tensor<int64_t>::from({8, 0, 3}, {S});
+    const std::vector<int64_t> slot = with_index ? std::vector<int64_t>{8, 0, 3} : std::vector<int64_t>{4, 5, 6};
+    const auto keys = before.clone(), values = before.clone();
+    const auto q = ops::rope_into_cache(p.q(), p.k(), p.v(), pos, cfg, keys, values,
+                                        with_index ? ops::CacheSlots<Cpu>{0, index} : ops::CacheSlots<Cpu>{4, {}});
+    CHECK(rel_error(q, ops::rope(p.q(), pos, cfg)) == 0.0);
+    for (int64_t j = 0; j < L; ++j) {
+      const auto it = std::find(slot.begin(), slot.end(), j);
+      const int64_t s = it - slot.begin();
+      INFO("slot " << j);
+      const bool written = it != slot.end();
+      CHECK(rel_error(keys.slice(2, j, j + 1), written ? k_rotated.slice(2, s, s + 1) : before.slice(2, j, j + 1)) == 0);
+      CHECK(rel_error(values.slice(2, j, j + 1), written ? p.v().slice(2, s, s + 1) : before.slice(2, j, j + 1)) == 0);
+    }
+  }
+}
+
+TEST_CASE("rope_into_cache rejects bad arguments", "[ops][rope]") {
+  const ops::RopeConfig cfg = llama3_partial();
+  const Projection p{Tensor<float>::zeros({1, 2, 3 + 2, 12}), 3, 1};
+  const auto pos = Tensor<int64_t>::zeros({1, 2});
+  const auto cache = Tensor<float>::zeros({1, 1, 4, 12});
+  const auto call = [&](const Tensor<float>& k, const Tensor<float>& v, const Tensor<float>& keys,
+                        const Tensor<float>& values, const ops::CacheSlots<Cpu>& slots) {
+    return ops::rope_into_cache(p.q(), k, v, pos, cfg, keys, values, slots);
+  };
+  CHECK_NOTHROW(call(p.k(), p.v(), cache, cache.clone(), {2, {}}));
+  CHECK_THROWS_WITH(call(p.k(), p.v(), cache, cache.clone(), {3, {}}), Catch::Contains("slots [3, 5) do not fit"));
+  CHECK_THROWS_WITH(call(p.k(), p.v(), cache, cache.clone(), {0, Tensor<int64_t>::from({1, 4}, {2})}),
+                    Catch::Contains("slot 4 for token 1 is outside the cache's [0, 4)"));
+  CHECK_THROWS_WITH(call(p.k(), p.v(), cache, cache.clone(), {0, Tensor<int64_t>::from({-1, 0}, {2})}),
+                    Catch::Contains("slot -1 for token 0"));
+  CHECK_THROWS_AS(call(p.k(), p.v(), cache, cache.clone(), {0, Tensor<int64_t>::from({1}, {1})}), Error);
+  CHECK_THROWS_AS(call(p.k(), p.v().slice(3, 0, 8), cache, cache.clone(), {0, {}}), Error);
+  CHECK_THROWS_AS(call(p.k(), p.v(), cache, Tensor<float>::zeros({1, 1, 5, 12}), {0, {}}), Error);
+  CHECK_THROWS_AS(call(p.k(), p.v(), Tensor<float>::zeros({1, 1, 12, 4}).transpose(2, 3), cache.clone(), {0, {}}),
+                  Error);  // not contiguous
+  CHECK_THROWS_AS(call(p.q(), p.v(), cache, cache.clone(), {0, {}}), Error);  // k with q's heads
+  CHECK_THROWS_AS(call(p.k(), p.v(), Tensor<float>(), cache.clone(), {0, {}}), Error);
 }

@@ -461,21 +461,18 @@ class Decoder {
     const std::vector<Var> qkv = family_.fused_qkv
                                      ? autograd::split(L.qkv_proj(x), {Hq * hd, Hkv * hd, Hkv * hd}, -1)
                                      : project(x, L.qkv_packed, {&L.q_proj, &L.k_proj, &L.v_proj});
-    Var q = qkv[0], k = qkv[1], v = qkv[2];
-    q = autograd::rope(split_heads(q, Hq), positions, rope_);   // [B, Hq, S, hd]
-    k = autograd::rope(split_heads(k, Hkv), positions, rope_);  // [B, Hkv, S, hd]
-    v = split_heads(v, Hkv);
-    if (use.cache) {  // attend to every cached key, this step's included
+    Var q = split_heads(qkv[0], Hq), k = split_heads(qkv[1], Hkv), v = split_heads(qkv[2], Hkv);  // [B, H, S, hd]
+    if (use.cache) {
+      // Inference (check_cache): q and k rotated and the keys and values cached in one pass; attention
+      // then runs over every cached key, this step's included (all slots when the slot is device-held).
       KvCache<T, D>& cache = *use.cache;
-      int64_t end = cache.max_length();
-      if (use.slot) {
-        cache.store_at(l, *use.slot, k.value(), v.value());
-      } else {
-        cache.store(l, k.value(), v.value());
-        end = cache.length() + S;
-      }
+      const int64_t end = use.slot ? cache.max_length() : cache.length() + S;
+      q = Var(cache.store_rotated(l, use.slot, q.value(), k.value(), v.value(), positions, rope_));
       k = Var(cache.keys(l, end));
       v = Var(cache.values(l, end));
+    } else {
+      q = autograd::rope(q, positions, rope_);
+      k = autograd::rope(k, positions, rope_);
     }
     ops::AttentionOptions<D> opts;
     opts.causal = true;

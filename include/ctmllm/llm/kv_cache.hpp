@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "ctmllm/core/tensor.hpp"
-#include "ctmllm/ops/shape_ops.hpp"
+#include "ctmllm/ops/rope.hpp"
 
 namespace ctmllm::llm {
 
@@ -59,11 +59,14 @@ class KvCache {
     keys_.select(0, l).slice(2, length_, length_ + S).copy_from(k);
     values_.select(0, l).slice(2, length_, length_ + S).copy_from(v);
   }
-  // Writes layer l's keys and values k, v [batch, kv_heads, S, head_dim] at the S slots that `slots`
-  // [S] (int64, on the device) names: the write of a step whose slot index lives on the device.
-  void store_at(int64_t l, const Tensor<int64_t, D>& slots, const Tensor<T, D>& k, const Tensor<T, D>& v) {
-    ops::index_copy_(keys_.select(0, l), 2, slots, k);
-    ops::index_copy_(values_.select(0, l), 2, slots, v);
+  // An inference step's write in one pass (ops::rope_into_cache): returns rope(q) and writes layer
+  // l's keys rope(k) and values v [batch, kv_heads, S, head_dim] at the reserved slots, or, when
+  // `slots` is given, at the S slots that it names ([S], int64, on the device: the write of a step
+  // whose slot index lives on the device). k is rotated here, so the cache holds keys after RoPE.
+  Tensor<T, D> store_rotated(int64_t l, const Tensor<int64_t, D>* slots, const Tensor<T, D>& q, const Tensor<T, D>& k,
+                             const Tensor<T, D>& v, const Tensor<int64_t, D>& positions, const ops::RopeConfig& rope) {
+    return ops::rope_into_cache(q, k, v, positions, rope, keys_.select(0, l), values_.select(0, l),
+                                slots ? ops::CacheSlots<D>{0, *slots} : ops::CacheSlots<D>{length_, {}});
   }
   // Layer l's keys / values of slots [0, end): views [batch, kv_heads, end, head_dim].
   Tensor<T, D> keys(int64_t l, int64_t end) const { return keys_.select(0, l).slice(2, 0, end); }

@@ -101,4 +101,54 @@ Tensor<T, D> rope_backward(const Tensor<T, D>& dy, const Tensor<int64_t, D>& pos
   return dx;
 }
 
+// Where an inference step's S new keys and values go in one layer's cache [B, Hkv, L, Dh]: slots
+// first, first + 1, …, or, when `index` is defined, the S slots that it holds ([S], int64, on the
+// cache's device: a decode step replayed from a CUDA graph reads its slot there).
+template <class D>
+struct CacheSlots {
+  int64_t first = 0;
+  Tensor<int64_t, D> index;
+};
+
+// An inference step's attention inputs in one pass (on the GPU one launch instead of seven): returns
+// rope(q) [B, Hq, S, Dh] and writes rope(k) into `keys` and v into `values` at the slots:
+//   keys[:, :, slot(s)] = rope(k)[:, :, s],  values[:, :, slot(s)] = v[:, :, s].
+// q [B, Hq, S, Dh], k and v [B, Hkv, S, Dh] (any strides), positions [B, S]; keys and values
+// contiguous [B, Hkv, L, Dh]. Equal bit for bit to rope, rope, and the two writes. Not
+// differentiable. Slots outside [0, L) are an Error; an index tensor on the GPU is checked as
+// index_copy_ checks its rows (not under a capture or an IndicesCheckedByCaller scope, where such
+// a slot is skipped).
+template <class T, class D>
+Tensor<T, D> rope_into_cache(const Tensor<T, D>& q, const Tensor<T, D>& k, const Tensor<T, D>& v,
+                             const Tensor<int64_t, D>& positions, const RopeConfig& cfg, const Tensor<T, D>& keys,
+                             const Tensor<T, D>& values, const CacheSlots<D>& slots) {
+  CTMLLM_REQUIRE_KERNELS(D, "rope_into_cache");
+  constexpr const char* op = "rope_into_cache";
+  detail::check_rope(op, "q", q, positions, cfg);
+  detail::check_rope(op, "k", k, positions, cfg);
+  const int64_t B = q.size(0), Hkv = k.size(1), S = q.size(2), Dh = q.size(3);
+  check_shape(k, Shape{B, Hkv, S, Dh}, op, "k");
+  check_shape(v, k.shape(), op, "v");
+  check_defined(keys, op, "keys");
+  check_defined(values, op, "values");
+  check_rank(keys, 4, op, "keys");
+  const int64_t L = keys.size(2);
+  check_shape(keys, Shape{B, Hkv, L, Dh}, op, "keys");
+  check_shape(values, keys.shape(), op, "values");
+  CTMLLM_CHECK(keys.is_contiguous() && values.is_contiguous(), op, ": keys ", keys.describe(), " and values ",
+               values.describe(), " must be contiguous");
+  if (slots.index.defined()) {
+    check_shape(slots.index, Shape{S}, op, "slots.index");
+  } else {
+    CTMLLM_CHECK(slots.first >= 0 && slots.first + S <= L, op, ": slots [", slots.first, ", ", slots.first + S,
+                 ") do not fit in the cache's ", L);
+  }
+  const std::vector<double> inv_freq = rope_inv_freq(cfg);
+  const auto unit_inner = [](const Tensor<T, D>& t) { return t.stride(3) == 1 ? t : t.contiguous(); };
+  Tensor<T, D> q_rotated = Tensor<T, D>::empty(q.shape());
+  impl::rope_into_cache(unit_inner(q), unit_inner(k), unit_inner(v), positions, inv_freq, q_rotated, keys, values,
+                        slots.first, slots.index.defined() ? slots.index.contiguous() : slots.index);
+  return q_rotated;
+}
+
 }  // namespace ctmllm::ops

@@ -1,10 +1,12 @@
 #pragma once
-// CPU kernel for rotary position embedding (rotate-half convention) and its transpose.
+// CPU kernels for rotary position embedding (rotate-half convention), its transpose, and an
+// inference step's rope-and-cache-write (rope_into_cache).
 #include <cmath>
 #include <vector>
 
 #include "ctmllm/core/parallel.hpp"
 #include "ctmllm/core/tensor.hpp"
+#include "ctmllm/ops/cpu/shape_ops.hpp"
 
 namespace ctmllm::ops::impl {
 
@@ -51,6 +53,36 @@ void rope_rotate(const Tensor<T, Cpu>& x, const Tensor<int64_t, Cpu>& positions,
       for (int64_t i = 2 * half; i < Dh; ++i) yi[i] = xi[i];
     }
   });
+}
+
+// Every cache slot must lie in [0, L); the first that does not is an Error naming it and its position.
+inline void check_cache_slots(const Tensor<int64_t, Cpu>& index, int64_t L) {
+  const int64_t* p = index.data();
+  for (int64_t s = 0; s < index.numel(); ++s)
+    CTMLLM_CHECK(p[s] >= 0 && p[s] < L, "rope_into_cache: slot ", p[s], " for token ", s,
+                 " is outside the cache's [0, ", L, ")");
+}
+
+// q_out = rope(q); keys[:, :, slot(s)] = rope(k)[:, :, s] and values[:, :, slot(s)] = v[:, :, s] with
+// slot(s) = index[s] when index is defined, else first + s. q, k, v with unit inner stride; q_out,
+// keys, values and index contiguous. The CPU runs it as the ops it stands for.
+template <class T>
+void rope_into_cache(const Tensor<T, Cpu>& q, const Tensor<T, Cpu>& k, const Tensor<T, Cpu>& v,
+                     const Tensor<int64_t, Cpu>& positions, const std::vector<double>& inv_freq,
+                     const Tensor<T, Cpu>& q_out, const Tensor<T, Cpu>& keys, const Tensor<T, Cpu>& values,
+                     int64_t first, const Tensor<int64_t, Cpu>& index) {
+  if (index.defined()) check_cache_slots(index, keys.size(2));
+  rope_rotate(q, positions, inv_freq, 1.0, q_out);
+  const Tensor<T, Cpu> k_rotated = Tensor<T, Cpu>::empty(k.shape());
+  rope_rotate(k, positions, inv_freq, 1.0, k_rotated);
+  if (index.defined()) {
+    index_copy(keys, 2, index, k_rotated);
+    index_copy(values, 2, index, v.contiguous());
+  } else {
+    const int64_t S = k.size(2);
+    keys.slice(2, first, first + S).copy_from(k_rotated);
+    values.slice(2, first, first + S).copy_from(v);
+  }
 }
 
 }  // namespace ctmllm::ops::impl
