@@ -89,7 +89,7 @@ TEST_CASE("gated activation backward passes finite differences", "[ops][activati
   }
 }
 
-TEST_CASE("gated activation rejects mismatched shapes", "[ops][activation]") {
+TEST_CASE("gated activation rejects mismatched shapes and undefined tensors", "[ops][activation]") {
   const auto gate = Rng(2).normal<float>({4, 6});
   const std::string msg = message_of([&] { ops::gated_activation(gate, Tensor<float, Cpu>::ones({4, 5}), ops::Activation::silu); });
   CHECK(msg.find("gated_activation") != std::string::npos);
@@ -97,6 +97,9 @@ TEST_CASE("gated activation rejects mismatched shapes", "[ops][activation]") {
   CHECK_THROWS_AS(ops::gated_activation(gate, Tensor<float, Cpu>(), ops::Activation::silu), ctmllm::Error);
   CHECK_THROWS_AS(ops::gated_activation_backward(Tensor<float, Cpu>::ones({4, 5}), gate, gate, ops::Activation::silu),
                   ctmllm::Error);
+  // All three undefined: shapes agree ({}), the gate's check catches it.
+  const Tensor<float, Cpu> none;
+  CHECK_THROWS_AS(ops::gated_activation_backward(none, none, none, ops::Activation::silu), ctmllm::Error);
 }
 
 TEST_CASE("gelu erf matches torch.nn.functional.gelu", "[ops][activation]") {

@@ -56,6 +56,7 @@ template <class T, class D>
 GatedActivationGrads<T, D> gated_activation_backward(const Tensor<T, D>& dy, const Tensor<T, D>& gate,
                                                      const Tensor<T, D>& up, Activation kind) {
   CTMLLM_REQUIRE_KERNELS(D, "gated_activation_backward");
+  check_defined(gate, "gated_activation_backward", "gate");
   check_shape(up, gate.shape(), "gated_activation_backward", "up");
   check_shape(dy, gate.shape(), "gated_activation_backward", "dy");
   GatedActivationGrads<T, D> g{Tensor<T, D>::empty(gate.shape()), Tensor<T, D>::empty(gate.shape())};

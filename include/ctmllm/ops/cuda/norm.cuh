@@ -88,8 +88,15 @@ __global__ void rms_norm_forward_kernel(const T* __restrict__ x, const T* __rest
       s += v * v;
     }
     const float rs = rsqrtf(block_reduce(s, SumOp{}) / float(C) + eps);
-    const T* nr = residual ? sum + r * C : xr;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) y[r * C + c] = from_float<T>(to_float(nr[c]) * rs * param_at(w, c, offset));
+    // Two loops, not one over a pointer chosen between x and sum: nvcc reads such a pointer through
+    // the non-coherent read-only path (x is const __restrict__), which must not see this kernel's writes.
+    if (residual) {
+      for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+        y[r * C + c] = from_float<T>(to_float(sum[r * C + c]) * rs * param_at(w, c, offset));
+    } else {
+      for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+        y[r * C + c] = from_float<T>(to_float(xr[c]) * rs * param_at(w, c, offset));
+    }
     if (threadIdx.x == 0) rstd[r] = rs;
   }
 }
