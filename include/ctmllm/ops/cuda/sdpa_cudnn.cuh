@@ -42,8 +42,6 @@
 #include <cmath>
 #include <compare>
 #include <cstdlib>
-#include <deque>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -52,6 +50,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ctmllm/core/bounded_cache.hpp"
 #include "ctmllm/core/cuda/allocator.hpp"
 #include "ctmllm/core/cuda/context.hpp"
 #include "ctmllm/core/tensor.hpp"
@@ -138,10 +137,11 @@ struct SdpaKey {
 // Graphs kept: a model has a handful of shapes, but padded batches and prompts vary in length.
 inline constexpr size_t kSdpaCachedGraphs = 512;
 
-// The graphs built so far, refusals included: the last `capacity` of them (the oldest goes first).
+// The graphs built so far, refusals included (the last `capacity` of them), and why cuDNN last
+// refused one.
 class SdpaGraphCache {
  public:
-  explicit SdpaGraphCache(size_t capacity = kSdpaCachedGraphs) : capacity_(capacity) {}
+  explicit SdpaGraphCache(size_t capacity = kSdpaCachedGraphs) : graphs_(capacity) {}
 
   static SdpaGraphCache& instance() {
     static SdpaGraphCache cache;
@@ -151,33 +151,25 @@ class SdpaGraphCache {
   // The entry for key, made by build() when it is not kept.
   template <class Build>
   std::shared_ptr<const SdpaGraph> get(const SdpaKey& key, Build&& build) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (const auto it = graphs_.find(key); it != graphs_.end()) return it->second;
-    auto entry = std::make_shared<const SdpaGraph>(build());
-    if (!entry->graph) last_refusal_ = entry->refusal;
-    if (order_.size() == capacity_) {
-      graphs_.erase(order_.front());
-      order_.pop_front();
-    }
-    graphs_.emplace(key, entry);
-    order_.push_back(key);
-    return entry;
+    return graphs_.get(key, [&] {
+      SdpaGraph entry = build();
+      if (!entry.graph) {
+        std::lock_guard<std::mutex> lock(refusal_mutex_);
+        last_refusal_ = entry.refusal;
+      }
+      return entry;
+    });
   }
 
-  size_t size() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return graphs_.size();
-  }
+  size_t size() const { return graphs_.size(); }
   std::string last_refusal() const {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<std::mutex> lock(refusal_mutex_);
     return last_refusal_;
   }
 
  private:
-  size_t capacity_;
-  mutable std::mutex mutex_;
-  std::map<SdpaKey, std::shared_ptr<const SdpaGraph>> graphs_;
-  std::deque<SdpaKey> order_;  // keys in the order they were built
+  BoundedCache<SdpaKey, SdpaGraph> graphs_;
+  mutable std::mutex refusal_mutex_;
   std::string last_refusal_;
 };
 
