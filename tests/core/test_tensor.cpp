@@ -115,6 +115,33 @@ TEST_CASE("row_stride reads a view as rows of contiguous values", "[core][tensor
   CHECK(Tensor<float>::zeros({1, 1, 6}).row_stride() == 6);
 }
 
+TEST_CASE("memory_overlaps compares the address spans of two views", "[core][tensor]") {
+  const auto t = Tensor<float>::zeros({4, 6});
+  CHECK(t.memory_overlaps(t));
+  CHECK(t.slice(0, 0, 2).memory_overlaps(t.slice(0, 1, 3)));
+  CHECK_FALSE(t.slice(0, 0, 2).memory_overlaps(t.slice(0, 2, 4)));
+  CHECK(t.slice(1, 0, 6, 2).memory_overlaps(t.slice(1, 1, 6, 2)));  // interleaved columns: conservative
+  CHECK(t.transpose(0, 1).memory_overlaps(t.select(0, 3)));
+  CHECK_FALSE(t.memory_overlaps(Tensor<float>::zeros({4, 6})));
+  CHECK_FALSE(t.slice(0, 0, 0).memory_overlaps(t));  // empty
+  CHECK_FALSE(t.memory_overlaps(Tensor<float>()));
+}
+
+TEST_CASE("copy_from reads a source overlapping its destination as it was before the copy", "[core][tensor]") {
+  // Contiguous views one element apart (the memcpy path).
+  const auto x = Tensor<float>::from({0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {10});
+  x.slice(0, 1, 10).copy_from(x.slice(0, 0, 9));
+  CHECK(x.to_vector() == std::vector<float>{0, 0, 1, 2, 3, 4, 5, 6, 7, 8});
+  x.slice(0, 0, 9).copy_from(x.slice(0, 1, 10));
+  CHECK(x.to_vector() == std::vector<float>{0, 1, 2, 3, 4, 5, 6, 7, 8, 8});
+  // A matrix transposed in place (the strided path).
+  const auto m = Tensor<float>::from({0, 1, 2, 3, 4, 5, 6, 7, 8}, {3, 3});
+  m.copy_from(m.transpose(0, 1));
+  CHECK(m.to_vector() == std::vector<float>{0, 3, 6, 1, 4, 7, 2, 5, 8});
+  m.copy_from(m);  // the same view: unchanged
+  CHECK(m.to_vector() == std::vector<float>{0, 3, 6, 1, 4, 7, 2, 5, 8});
+}
+
 TEST_CASE("integer tensors and dtype conversion", "[core][tensor]") {
   auto i64 = Tensor<int64_t>::from({-3, 0, 7}, {3});
   CHECK(i64.dtype() == DType::I64);

@@ -2,9 +2,12 @@
 // contiguous() of transposed, permuted, sliced and expanded views, copy_from into a strided
 // destination, to_device<Cpu> of a strided view, concat / split_backward and index_copy_ on the GPU,
 // and zeros set on the device, for float and 16-bit float elements and for the integer ids and
-// masks that ride along with them.
+// masks that ride along with them; in-place writes (copy_from, add_, index_copy_, convert_) whose
+// source overlaps the destination.
 #include <cstring>
 
+#include "ctmllm/ops/elementwise.hpp"
+#include "ctmllm/ops/optim.hpp"
 #include "ctmllm/ops/shape_ops.hpp"
 #include "cuda/gpu_check.hpp"
 
@@ -121,4 +124,37 @@ TEST_CASE("cuda index_copy_ and device zeros match the CPU bit for bit", "[cuda]
   CHECK_THROWS_WITH(ops::index_copy_(rows, 0, Tensor<int64_t, Cpu>::from({1, 4}, {2}).to_device<Cuda>(),
                                      Tensor<float, Cuda>::zeros({2, 2})),
                     Catch::Contains("index 4 at position 1 is outside [0, 4)"));
+}
+
+TEST_CASE("cuda in-place writes read an overlapping source as it was, as on the CPU", "[cuda][ops]") {
+  if (!Cuda::available()) CTMLLM_SKIP("no CUDA device");
+  const PoisonDeviceMemory poison;
+  Rng rng(fresh_seed());
+  const auto host = rng.normal<float>({64, 48});
+  // Each case runs on a CPU copy and a GPU copy of the same matrix, then compares them bit for bit.
+  const auto check = [&](const char* what, auto&& op) {
+    INFO(what);
+    const auto cpu = host.clone();
+    const auto gpu = host.to_device<Cuda>();
+    op(cpu);
+    op(gpu);
+    CHECK(rel_error(gpu.to_device<Cpu>(), cpu) == 0.0);
+  };
+  check("copy_from, rows shifted by one (contiguous)",
+        [](const auto& t) { t.slice(0, 1, 64).copy_from(t.slice(0, 0, 63)); });
+  check("copy_from, a square block transposed in place", [](const auto& t) {
+    const auto block = t.slice(1, 0, 48).slice(0, 0, 48);
+    block.copy_from(block.transpose(0, 1));
+  });
+  check("add_, rows shifted by one", [](const auto& t) { ops::add_(t.slice(0, 1, 64), t.slice(0, 0, 63)); });
+  check("add_, a row broadcast over its matrix", [](const auto& t) { ops::add_(t, t.select(0, 5)); });
+  check("index_copy_ from its own rows", [](const auto& t) {
+    using Dev = typename std::decay_t<decltype(t)>::device_type;
+    const auto index = Tensor<int64_t, Cpu>::from({1, 2, 3}, {3}).template to_device<Dev>();
+    ops::index_copy_(t, 0, index, t.slice(0, 0, 3));
+  });
+  check("convert_ from its own shifted elements", [](const auto& t) {
+    const auto flat = t.reshape({64 * 48});
+    ops::convert_(std::vector{flat.slice(0, 7, 64 * 48)}, std::vector{flat.slice(0, 0, 64 * 48 - 7)}, 0.5);
+  });
 }

@@ -146,6 +146,21 @@ TEST_CASE("add_ accumulates in place with broadcasting", "[ops][elementwise]") {
   CHECK_THROWS_AS(ops::add_(Tensor<float>::zeros({3}), Tensor<float>::zeros({2, 3})), ctmllm::Error);
 }
 
+TEST_CASE("add_ reads a src overlapping dst as it was and rejects an expanded dst", "[ops][elementwise]") {
+  const auto x = Tensor<float>::from({1, 2, 3, 4, 5}, {5});
+  ops::add_(x.slice(0, 1, 5), x.slice(0, 0, 4));
+  CHECK(x.to_vector() == std::vector<float>{1, 3, 5, 7, 9});
+  const auto m = Tensor<float>::from({1, 2, 3, 4}, {2, 2});
+  ops::add_(m, m.transpose(0, 1));
+  CHECK(m.to_vector() == std::vector<float>{2, 5, 5, 8});
+  ops::add_(m, m.select(0, 0));  // a row of dst broadcast over dst
+  CHECK(m.to_vector() == std::vector<float>{4, 10, 7, 13});
+  const auto row = Tensor<float>::zeros({3});
+  CHECK_THROWS_WITH(ops::add_(row.expand({2, 3}), Tensor<float>::ones({2, 3})),
+                    Catch::Contains("repeats its elements along dimension 0"));
+  CHECK(row.to_vector() == std::vector<float>{0, 0, 0});
+}
+
 TEST_CASE("binary_backward sums gradients back to operand shapes", "[ops][elementwise]") {
   const auto a = Tensor<float>::from({1, 2, 3, 4, 5, 6}, {2, 3});
   const auto b = Tensor<float>::from({2, 4}, {2, 1});

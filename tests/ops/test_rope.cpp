@@ -176,6 +176,22 @@ TEST_CASE("rope_into_cache equals rope and the cache writes", "[ops][rope]") {
   }
 }
 
+TEST_CASE("rope_into_cache reads inputs that overlap the cache as they were", "[ops][rope]") {
+  const ops::RopeConfig cfg = llama3_partial();
+  const auto pos = Tensor<int64_t>::from({3, 4}, {1, 2});
+  const auto keys = Rng(10).normal<float>({1, 2, 6, 12}), values = Rng(11).normal<float>({1, 2, 6, 12});
+  const auto q = Rng(12).normal<float>({1, 3, 2, 12});
+  // k and v: the caches' slots 0 and 1, written to slots 1 and 2.
+  const auto k = keys.slice(2, 0, 2), v = values.slice(2, 0, 2);
+  const auto want_keys = keys.clone(), want_values = values.clone();
+  ops::rope_into_cache(q, k.clone(), v.clone(), pos, cfg, want_keys, want_values, ops::CacheSlots<Cpu>{1, {}});
+  ops::rope_into_cache(q, k, v, pos, cfg, keys, values, ops::CacheSlots<Cpu>{1, {}});
+  CHECK(rel_error(keys, want_keys) == 0);
+  CHECK(rel_error(values, want_values) == 0);
+  CHECK_THROWS_WITH(ops::rope_into_cache(q, k, v, pos, cfg, keys, keys, ops::CacheSlots<Cpu>{1, {}}),
+                    Catch::Contains("keys and values share memory"));
+}
+
 TEST_CASE("rope_into_cache rejects bad arguments", "[ops][rope]") {
   const ops::RopeConfig cfg = llama3_partial();
   const Projection p{Tensor<float>::zeros({1, 2, 3 + 2, 12}), 3, 1};

@@ -100,6 +100,10 @@ TEST_CASE("index_copy_ writes rows at the indices a tensor holds", "[ops][shape]
   CHECK(m.to_vector() == std::vector<float>{0, 0, 7, 0, 0, 8});
   ops::index_copy_(m, 0, Tensor<int64_t>::zeros({0}), Tensor<float>::zeros({0, 3}));
   CHECK(m.to_vector() == std::vector<float>{0, 0, 7, 0, 0, 8});
+  // A source that is part of dst: read as it was before the copy.
+  const auto own = Tensor<float>::from({0, 1, 2, 3}, {4, 1});
+  ops::index_copy_(own, 0, Tensor<int64_t>::from({1, 2}, {2}), own.slice(0, 0, 2));
+  CHECK(own.to_vector() == std::vector<float>{0, 0, 1, 3});
 }
 
 TEST_CASE("shape ops reject bad input", "[ops][shape]") {

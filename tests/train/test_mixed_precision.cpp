@@ -87,6 +87,10 @@ TEST_CASE("convert_ scales, rounds once and reports non-finite results", "[train
   CHECK_THROWS_AS(ops::convert_(std::vector{floats.transpose(0, 1)}, std::vector{src.transpose(0, 1)}), Error);
   CHECK_THROWS_AS(ops::convert_(std::vector{floats}, std::vector<Tensor<float>>{Tensor<float>()}), Error);
   CHECK_THROWS_AS(ops::convert_(std::vector{floats, floats}, std::vector{src}), Error);
+  // In place, from a view of the destination itself: the values as they were.
+  const auto x = Tensor<float>::from({1, 5, 7}, {3});
+  CHECK(ops::convert_(std::vector{x.slice(0, 1, 3)}, std::vector{x.slice(0, 0, 2)}, 2.0));
+  CHECK(x.to_vector() == std::vector<float>{1, 2, 10});
 }
 
 TEST_CASE("the loss scaler follows GradScaler's rule", "[train][mixed]") {

@@ -12,6 +12,7 @@
 #include <numeric>
 #include <span>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "ctmllm/core/device.hpp"
@@ -87,6 +88,23 @@ class Tensor {
   static constexpr DType dtype() { return dtype_v<T>; }
   T* data() const { return reinterpret_cast<T*>(storage_.get()) + offset_; }
   bool shares_storage_with(const Tensor& o) const { return storage_ && storage_ == o.storage_; }
+  // Whether the address spans of this view and of o (any element type) intersect: conservative, as
+  // views that interleave without sharing an element count too. In-place writes (copy_from, add_,
+  // index_copy_, convert_, rope_into_cache) read a source that overlaps their destination through a
+  // copy taken first, so the result is the one of reading every source element before any write.
+  template <class U>
+  bool memory_overlaps(const Tensor<U, D>& o) const {
+    if (numel() == 0 || o.numel() == 0 || !storage_ || !o.storage()) return false;
+    const auto span = [](const auto* p, const Shape& shape, const Shape& strides, size_t element) {
+      int64_t lo = 0, hi = 0;  // element offsets reached below and above p
+      for (int d = 0; d < shape.rank(); ++d) (strides[d] < 0 ? lo : hi) += (shape[d] - 1) * strides[d];
+      const auto* start = reinterpret_cast<const std::byte*>(p);
+      return std::pair{start + lo * int64_t(element), start + (hi + 1) * int64_t(element)};
+    };
+    const auto [a_lo, a_hi] = span(data(), shape_, strides_, sizeof(T));
+    const auto [b_lo, b_hi] = span(o.data(), o.shape(), o.strides(), sizeof(U));
+    return a_lo < b_hi && b_lo < a_hi;
+  }
   const std::shared_ptr<std::byte>& storage() const { return storage_; }
 
   bool is_contiguous() const {
@@ -250,10 +268,18 @@ class Tensor {
     out.copy_from(*this);
     return out;
   }
-  // Element-wise copy from a tensor of the same shape (any strides, any element type on the CPU).
+  // Element-wise copy from a tensor of the same shape (any strides, any element type on the CPU; a
+  // source overlapping this view is read through a copy first).
   template <class U>
   void copy_from(const Tensor<U, D>& src) const {
     CTMLLM_CHECK(src.shape() == shape_, "Tensor::copy_from: source ", src.describe(), " does not match ", describe());
+    if (memory_overlaps(src)) {
+      if constexpr (std::is_same_v<U, T>) {
+        if (src.data() == data() && src.strides() == strides_) return;  // the same view: nothing moves
+      }
+      copy_from(src.clone());
+      return;
+    }
     if constexpr (std::is_same_v<U, T>) {
       if (is_contiguous() && src.is_contiguous()) {
         D::copy_within(data(), src.data(), size_t(numel()) * sizeof(T));

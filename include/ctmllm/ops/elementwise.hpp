@@ -126,7 +126,9 @@ Tensor<T, D> mul(const Tensor<T, D>& a, const Tensor<T, D>& b) { return binary(a
 template <class T, class D>
 Tensor<T, D> div(const Tensor<T, D>& a, const Tensor<T, D>& b) { return binary(a, b, Binary::div); }
 
-// dst += src in place, src broadcast to dst's shape (dst itself never broadcasts).
+// dst += src in place, src broadcast to dst's shape. dst must hold each of its elements once (an
+// expanded view would add into one element from several places); a src overlapping dst is read
+// through a copy first.
 template <class T, class D>
 void add_(const Tensor<T, D>& dst, const Tensor<T, D>& src) {
   CTMLLM_REQUIRE_KERNELS(D, "add_");
@@ -134,7 +136,10 @@ void add_(const Tensor<T, D>& dst, const Tensor<T, D>& src) {
   check_defined(src, "add_", "src");
   CTMLLM_CHECK(broadcast_shapes(dst.shape(), src.shape(), "add_") == dst.shape(), "add_: src ", src.describe(),
                " does not broadcast to dst ", dst.describe());
-  accumulate(D{}, dst, src.expand(dst.shape()));
+  for (int d = 0; d < dst.rank(); ++d)
+    CTMLLM_CHECK(dst.size(d) <= 1 || dst.stride(d) != 0, "add_: dst ", dst.describe(),
+                 " repeats its elements along dimension ", d, " (an expanded view) and cannot be added into");
+  accumulate(D{}, dst, (dst.memory_overlaps(src) ? src.clone() : src).expand(dst.shape()));
 }
 
 // masked_fill: value where mask (uint8, nonzero = fill) is set, x elsewhere; mask broadcasts to x.

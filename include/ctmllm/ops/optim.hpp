@@ -65,8 +65,8 @@ void scale_(const Tensor<T, D>& t, double factor) {
 }
 
 // dst[i] ← src[i] · factor converted to To, for every pair (computed in double from the value as a
-// float, then rounded once); each dst contiguous and of its src's shape (any strides); an undefined
-// src is an Error. Returns whether every value written is finite: on the GPU one flag is read back
+// float, then rounded once); each dst contiguous and of its src's shape (any strides; a src
+// overlapping its dst is read through a copy); an undefined src is an Error. Returns whether every value written is finite: on the GPU one flag is read back
 // for the whole list, so the call waits for the stream once.
 template <class To, class From, class D>
 bool convert_(const std::vector<Tensor<To, D>>& dst, const std::vector<Tensor<From, D>>& src, double factor = 1.0) {
@@ -81,7 +81,7 @@ bool convert_(const std::vector<Tensor<To, D>>& dst, const std::vector<Tensor<Fr
     CTMLLM_CHECK(dst[i].is_contiguous(), "convert_: the destination ", dst[i].describe(), " must be contiguous");
     if (dst[i].numel() == 0) continue;
     outs.push_back(dst[i]);
-    ins.push_back(src[i].contiguous());
+    ins.push_back(dst[i].memory_overlaps(src[i]) ? src[i].clone() : src[i].contiguous());
   }
   return outs.empty() || impl::convert_(outs, ins, factor);
 }

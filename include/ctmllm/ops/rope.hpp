@@ -114,10 +114,10 @@ struct CacheSlots {
 // rope(q) [B, Hq, S, Dh] and writes rope(k) into `keys` and v into `values` at the slots:
 //   keys[:, :, slot(s)] = rope(k)[:, :, s],  values[:, :, slot(s)] = v[:, :, s].
 // q [B, Hq, S, Dh], k and v [B, Hkv, S, Dh] (any strides), positions [B, S]; keys and values
-// contiguous [B, Hkv, L, Dh]. Equal bit for bit to rope, rope, and the two writes. Not
-// differentiable. Slots outside [0, L) are an Error; an index tensor on the GPU is checked as
-// index_copy_ checks its rows (not under a capture or an IndicesCheckedByCaller scope, where such
-// a slot is skipped).
+// contiguous [B, Hkv, L, Dh], apart. Equal bit for bit to rope, rope, and the two writes. Not
+// differentiable. Inputs overlapping the caches are read through a copy. Slots outside [0, L) are
+// an Error; an index tensor on the GPU is checked as index_copy_ checks its rows (not under a
+// capture or an IndicesCheckedByCaller scope, where such a slot is skipped).
 template <class T, class D>
 Tensor<T, D> rope_into_cache(const Tensor<T, D>& q, const Tensor<T, D>& k, const Tensor<T, D>& v,
                              const Tensor<int64_t, D>& positions, const RopeConfig& cfg, const Tensor<T, D>& keys,
@@ -137,6 +137,7 @@ Tensor<T, D> rope_into_cache(const Tensor<T, D>& q, const Tensor<T, D>& k, const
   check_shape(values, keys.shape(), op, "values");
   CTMLLM_CHECK(keys.is_contiguous() && values.is_contiguous(), op, ": keys ", keys.describe(), " and values ",
                values.describe(), " must be contiguous");
+  CTMLLM_CHECK(!keys.memory_overlaps(values), op, ": keys and values share memory");
   if (slots.index.defined()) {
     check_shape(slots.index, Shape{S}, op, "slots.index");
   } else {
@@ -144,9 +145,12 @@ Tensor<T, D> rope_into_cache(const Tensor<T, D>& q, const Tensor<T, D>& k, const
                  ") do not fit in the cache's ", L);
   }
   const std::vector<double> inv_freq = rope_inv_freq(cfg);
-  const auto unit_inner = [](const Tensor<T, D>& t) { return t.stride(3) == 1 ? t : t.contiguous(); };
+  // Unit inner stride, and no input sharing memory with the caches (it is then read as a copy).
+  const auto readable = [&](const Tensor<T, D>& t) {
+    return t.memory_overlaps(keys) || t.memory_overlaps(values) ? t.clone() : t.stride(3) == 1 ? t : t.contiguous();
+  };
   Tensor<T, D> q_rotated = Tensor<T, D>::empty(q.shape());
-  impl::rope_into_cache(unit_inner(q), unit_inner(k), unit_inner(v), positions, inv_freq, q_rotated, keys, values,
+  impl::rope_into_cache(readable(q), readable(k), readable(v), positions, inv_freq, q_rotated, keys, values,
                         slots.first, slots.index.defined() ? slots.index.contiguous() : slots.index);
   return q_rotated;
 }

@@ -55,7 +55,7 @@ void index_copy_(const Tensor<T, D>& dst, int dim, const Tensor<int64_t, D>& ind
   Shape expected = dst.shape();
   expected[dim] = index.size(0);
   check_shape(src, expected, "index_copy_", "src");
-  impl::index_copy(dst, dim, index.contiguous(), src.contiguous());
+  impl::index_copy(dst, dim, index.contiguous(), dst.memory_overlaps(src) ? src.clone() : src.contiguous());
 }
 
 namespace shape_impl {
