@@ -120,8 +120,17 @@ TEST_CASE("memory_overlaps compares the address spans of two views", "[core][ten
   CHECK(t.memory_overlaps(t));
   CHECK(t.slice(0, 0, 2).memory_overlaps(t.slice(0, 1, 3)));
   CHECK_FALSE(t.slice(0, 0, 2).memory_overlaps(t.slice(0, 2, 4)));
-  CHECK(t.slice(1, 0, 6, 2).memory_overlaps(t.slice(1, 1, 6, 2)));  // interleaved columns: conservative
-  CHECK(t.transpose(0, 1).memory_overlaps(t.select(0, 3)));
+  CHECK_FALSE(t.slice(1, 0, 6, 2).memory_overlaps(t.slice(1, 1, 6, 2)));  // interleaved columns
+  CHECK(t.slice(1, 0, 6, 2).memory_overlaps(t.slice(1, 2, 6, 2)));
+  CHECK(t.transpose(0, 1).memory_overlaps(t.select(0, 3)));  // other strides: the spans meet
+  CHECK(t.transpose(0, 1).memory_overlaps(t));
+  // The rows of a [layers, batch, ...] buffer interleave across layers without sharing an element.
+  const auto cache = Tensor<float>::zeros({3, 4, 2, 5});
+  CHECK_FALSE(cache.select(1, 0).memory_overlaps(cache.select(1, 2)));
+  CHECK(cache.select(1, 2).memory_overlaps(cache.select(1, 2)));
+  CHECK_FALSE(cache.select(1, 1).slice(2, 0, 3).memory_overlaps(cache.select(1, 1).slice(2, 3, 5)));
+  CHECK(cache.select(1, 1).slice(2, 0, 3).memory_overlaps(cache.select(1, 1).slice(2, 2, 5)));
+  CHECK(cache.select(1, 0).expand({2, 3, 2, 5}).memory_overlaps(cache.select(1, 0)) == true);
   CHECK_FALSE(t.memory_overlaps(Tensor<float>::zeros({4, 6})));
   CHECK_FALSE(t.slice(0, 0, 0).memory_overlaps(t));  // empty
   CHECK_FALSE(t.memory_overlaps(Tensor<float>()));

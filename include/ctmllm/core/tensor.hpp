@@ -5,6 +5,8 @@
 // strides allow, permute, transpose, expand, squeeze, unsqueeze) share storage and copy nothing;
 // contiguous(), clone(), to<U>() and to_device<D>() allocate. Copies of a Tensor object are shallow,
 // like torch.Tensor: constness protects the view, not the values.
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
@@ -22,6 +24,25 @@
 #include "ctmllm/core/strided.hpp"
 
 namespace ctmllm {
+
+namespace detail {
+// One dimension of an element offset's decomposition: its stride (> 0) and the range [lo, hi] of
+// its index difference.
+struct OffsetDim {
+  int64_t stride, lo, hi;
+};
+// Whether delta = Σ k_i·stride_i for some k_i in [lo_i, hi_i], i >= first, with dims sorted by
+// stride (largest first) and each stride above what the dims after it reach: then only ⌊δ/s⌋ and
+// ⌊δ/s⌋ + 1 can work at a dim, two branches each.
+inline bool offset_reachable(int64_t delta, const std::vector<OffsetDim>& dims, size_t first) {
+  if (first == dims.size()) return delta == 0;
+  const OffsetDim& d = dims[first];
+  const int64_t q = delta / d.stride - (delta % d.stride < 0 ? 1 : 0);
+  for (const int64_t k : {q, q + 1})
+    if (k >= d.lo && k <= d.hi && offset_reachable(delta - k * d.stride, dims, first + 1)) return true;
+  return false;
+}
+}  // namespace detail
 
 template <class T, class D = Cpu>
 class Tensor {
@@ -88,22 +109,42 @@ class Tensor {
   static constexpr DType dtype() { return dtype_v<T>; }
   T* data() const { return reinterpret_cast<T*>(storage_.get()) + offset_; }
   bool shares_storage_with(const Tensor& o) const { return storage_ && storage_ == o.storage_; }
-  // Whether the address spans of this view and of o (any element type) intersect: conservative, as
-  // views that interleave without sharing an element count too. In-place writes (copy_from, add_,
-  // index_copy_, convert_, rope_into_cache) read a source that overlaps their destination through a
-  // copy taken first, so the result is the one of reading every source element before any write.
+  // Whether this view and o (any element type) may share an element: exact for two views with the
+  // same strides whose dimensions nest (each stride beyond what the smaller ones reach: the rows of a
+  // KV cache's layers, interleaved columns), otherwise whether their address spans intersect. In-place
+  // writes (copy_from, add_, index_copy_, convert_, rope_into_cache) read a source that overlaps
+  // their destination through a copy taken first, so the result is the one of reading every source
+  // element before any write.
   template <class U>
   bool memory_overlaps(const Tensor<U, D>& o) const {
     if (numel() == 0 || o.numel() == 0 || !storage_ || !o.storage()) return false;
     const auto span = [](const auto* p, const Shape& shape, const Shape& strides, size_t element) {
       int64_t lo = 0, hi = 0;  // element offsets reached below and above p
       for (int d = 0; d < shape.rank(); ++d) (strides[d] < 0 ? lo : hi) += (shape[d] - 1) * strides[d];
-      const auto* start = reinterpret_cast<const std::byte*>(p);
-      return std::pair{start + lo * int64_t(element), start + (hi + 1) * int64_t(element)};
+      const auto start = reinterpret_cast<uintptr_t>(p);
+      return std::pair{start + uintptr_t(lo * int64_t(element)), start + uintptr_t((hi + 1) * int64_t(element))};
     };
     const auto [a_lo, a_hi] = span(data(), shape_, strides_, sizeof(T));
     const auto [b_lo, b_hi] = span(o.data(), o.shape(), o.strides(), sizeof(U));
-    return a_lo < b_hi && b_lo < a_hi;
+    if (a_hi <= b_lo || b_hi <= a_lo) return false;
+    if (!std::is_same_v<U, T> || o.strides() != strides_) return true;
+    // Same strides: element a of this view and b of o coincide iff Σ (a_i − b_i)·stride_i equals
+    // the distance from this view's first element to o's.
+    const intptr_t bytes = intptr_t(reinterpret_cast<uintptr_t>(o.data()) - reinterpret_cast<uintptr_t>(data()));
+    if (bytes % intptr_t(sizeof(T)) != 0) return true;
+    std::vector<detail::OffsetDim> dims;
+    for (int d = 0; d < rank(); ++d) {
+      const int64_t s = strides_[d], lo = -(o.size(d) - 1), hi = shape_[d] - 1;
+      if (s == 0 || (lo == 0 && hi == 0)) continue;
+      dims.push_back(s > 0 ? detail::OffsetDim{s, lo, hi} : detail::OffsetDim{-s, -hi, -lo});
+    }
+    std::sort(dims.begin(), dims.end(), [](const auto& x, const auto& y) { return x.stride > y.stride; });
+    int64_t reach = 0;  // of the dims after the current one
+    for (size_t i = dims.size(); i-- > 0;) {
+      if (dims[i].stride <= reach) return true;  // dims that do not nest: the spans decided
+      reach += std::max(-dims[i].lo, dims[i].hi) * dims[i].stride;
+    }
+    return detail::offset_reachable(int64_t(bytes / intptr_t(sizeof(T))), dims, 0);
   }
   const std::shared_ptr<std::byte>& storage() const { return storage_; }
 
