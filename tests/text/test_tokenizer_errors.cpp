@@ -93,6 +93,37 @@ TEST_CASE("broken tokenizer.json is an Error naming the file and the field", "[t
              Catch::Matchers::Contains("'<s>'"));
 }
 
+TEST_CASE("fields of the wrong JSON type are Errors naming the field", "[text][errors]") {
+  // Found by fuzz_tokenizer: a "type" that is not a string threw nlohmann's exception, not an Error.
+  CHECK_THAT(message_of([] {
+               JsonTokenizer::from_string(R"({"model": {"type": true, "vocab": {"a": 0}, "merges": []}})", "t.json");
+             }),
+             Catch::Matchers::Contains("t.json") && Catch::Matchers::Contains("\"type\" is not a string"));
+  auto with = [](const char* key, const char* value) {
+    nlohmann::json j = nlohmann::json::parse(kTinyModel);
+    j[key] = nlohmann::json::parse(value);
+    return j;
+  };
+  const std::string llama3_split = nlohmann::json(std::string(text::kLlama3Pattern)).dump();
+  CHECK_THAT(message_of([&] {
+               JsonTokenizer::from_json(
+                   with("pre_tokenizer", (R"({"type": "Split", "pattern": {"Regex": )" + llama3_split + R"(}, "behavior": 5})").c_str()),
+                   "t.json");
+             }),
+             Catch::Matchers::Contains("\"behavior\" is not a string"));
+  CHECK_THAT(message_of([&] {
+               JsonTokenizer::from_json(with("pre_tokenizer", R"({"type": "Metaspace", "replacement": 1})"), "t.json");
+             }),
+             Catch::Matchers::Contains("\"replacement\" is not a string"));
+  const std::string dir = testing::scratch_dir("named_template");
+  std::filesystem::create_directories(dir);
+  write_file(dir + "/tokenizer.json", kTinyModel);
+  write_file(dir + "/tokenizer_config.json", R"({"chat_template": [{"name": 3, "template": "x"}]})");
+  CHECK_THAT(message_of([&] { Tokenizer::from_file(dir); }),
+             Catch::Matchers::Contains("tokenizer_config.json") && Catch::Matchers::Contains("\"name\" is not a string"));
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("missing files and directories are errors", "[text][errors]") {
   CHECK_THAT(message_of([] { Tokenizer::from_file("/nonexistent/tokenizer.json"); }),
              Catch::Matchers::Contains("/nonexistent/tokenizer.json"));

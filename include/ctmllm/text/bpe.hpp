@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ctmllm/core/error.hpp"
+#include "ctmllm/text/json_file.hpp"
 #include "ctmllm/text/string_map.hpp"
 #include "ctmllm/text/utf8.hpp"
 
@@ -31,7 +32,7 @@ class BpeModel {
  public:
   static BpeModel from_json(const nlohmann::json& m, const std::string& where) {
     CTMLLM_CHECK(m.is_object(), where, ": \"model\" is not an object");
-    const std::string type = m.value("type", std::string("BPE"));
+    const std::string type = json_string_or(m, "type", "BPE", where);
     CTMLLM_CHECK(type == "BPE", where, ": unknown model type '", type, "' (supported: BPE)");
     CTMLLM_CHECK(m.contains("vocab") && m["vocab"].is_object(), where, ": BPE model has no \"vocab\" object");
     CTMLLM_CHECK(m.contains("merges") && m["merges"].is_array(), where, ": BPE model has no \"merges\" array");

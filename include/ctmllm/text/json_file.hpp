@@ -17,6 +17,15 @@ inline nlohmann::json parse_json_text(std::string_view text, const std::string& 
   return j;
 }
 
+// j[key] as a string; `fallback` when j has no such key or it is null. Any other type is an Error
+// naming the source and the key (nlohmann's value() would throw its own exception instead).
+inline std::string json_string_or(const nlohmann::json& j, const char* key, const std::string& fallback,
+                                  const std::string& where) {
+  if (!j.is_object() || !j.contains(key) || j[key].is_null()) return fallback;
+  CTMLLM_CHECK(j[key].is_string(), where, ": \"", key, "\" is not a string");
+  return j[key].get<std::string>();
+}
+
 inline nlohmann::json read_json_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   CTMLLM_CHECK(in.good(), path, ": cannot open");

@@ -18,6 +18,7 @@
 
 #include "ctmllm/core/error.hpp"
 #include "ctmllm/text/byte_level.hpp"
+#include "ctmllm/text/json_file.hpp"
 #include "ctmllm/text/unicode.hpp"
 #include "ctmllm/text/utf8.hpp"
 
@@ -316,7 +317,7 @@ class PreTokenizer {
         fail(where, ": Split pre_tokenizer with an unknown regex '", regex,
              "' (known: the Llama-3, Qwen2 and GPT-2 patterns)");
       }
-      const std::string behavior = j.value("behavior", std::string("Isolated"));
+      const std::string behavior = json_string_or(j, "behavior", "Isolated", where);
       CTMLLM_CHECK(behavior == "Isolated", where, ": Split pre_tokenizer behavior '", behavior,
                    "' is not supported (only Isolated)");
       CTMLLM_CHECK(!flag("invert", false), where, ": Split pre_tokenizer with invert=true is not supported");
@@ -328,7 +329,7 @@ class PreTokenizer {
       steps_.push_back(s);
     } else if (type == "Metaspace") {
       Step s{Kind::Metaspace};
-      s.replacement = j.value("replacement", std::string("\u2581"));
+      s.replacement = json_string_or(j, "replacement", "\u2581", where);
       CTMLLM_CHECK(!s.replacement.empty(), where, ": Metaspace pre_tokenizer with an empty replacement");
       if (j.contains("prepend_scheme") && j["prepend_scheme"].is_string()) {
         const std::string scheme = j["prepend_scheme"].get<std::string>();

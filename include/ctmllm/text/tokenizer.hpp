@@ -164,7 +164,8 @@ class Tokenizer {
     if (c.contains("chat_template") && c["chat_template"].is_string()) source = c["chat_template"].get<std::string>();
     if (c.contains("chat_template") && c["chat_template"].is_array())  // named templates: take "default"
       for (const auto& named : c["chat_template"])
-        if (named.is_object() && named.value("name", "") == "default" && named.contains("template") && named["template"].is_string())
+        if (named.is_object() && json_string_or(named, "name", "", where) == "default" && named.contains("template") &&
+            named["template"].is_string())
           source = named["template"].get<std::string>();
     if (!source.empty()) {
       if (auto t = ChatTemplate::detect(source)) {
