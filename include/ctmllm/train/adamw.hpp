@@ -9,8 +9,8 @@
 // rate by one factor (set_lr_factor), as torch's LambdaLR does. Parameters without a gradient in a
 // step are skipped (their moments and step count stay), as torch does. The moments are kept in
 // float whatever T is (the master precision of mixed-precision training), on the parameters' device;
-// the update of each element is computed in double, so a float model follows a float64 reference to
-// ~1e-7. The update is ops::adamw_update over every parameter with a gradient: on the GPU one fused
+// the update of each element is computed in float (double for a double model), as torch's float32
+// AdamW: a float model follows a float64 reference to ~1e-6. The update is ops::adamw_update over every parameter with a gradient: on the GPU one fused
 // kernel per 32 parameters (from .cu files).
 #include <cmath>
 #include <optional>

@@ -1,6 +1,6 @@
 #pragma once
 // The optimizer kernels on the GPU (ops/optim.hpp): the AdamW update of a list of parameters (fused:
-// decay, both moments and the step in one pass, per element in double as on the CPU; up to 32
+// decay, both moments and the step in one pass, in float with the CPU's order; up to 32
 // parameters per launch, their pointers and scalars passed in the kernel's arguments as apex's
 // multi-tensor apply does, so the update queues no copy and never waits), Σ x² over a list of
 // gradients with one copy back to the host, an in-place scale, and scaled type conversions (one
@@ -48,15 +48,16 @@ __global__ void adamw_kernel(const AdamWBatch<T> b) {
   const AdamWCoefficients& c = b.c[t];
   const int64_t lo = int64_t(int32_t(blockIdx.x) - b.first_block[t]) * kAdamWChunk;
   const int64_t hi = lo + kAdamWChunk < b.n[t] ? lo + kAdamWChunk : b.n[t];
+  const float decay = float(1 - c.lr * c.weight_decay), b1 = float(c.beta1), b2 = float(c.beta2),
+              one_b1 = float(1 - c.beta1), one_b2 = float(1 - c.beta2), step = float(c.lr / c.c1), sc2 = float(c.sc2),
+              eps = float(c.eps);
   for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
-    const double gi = double(to_float(g[i]));
-    double x = double(to_float(w[i])) * (1 - c.lr * c.weight_decay);
-    const double mi = c.beta1 * double(m[i]) + (1 - c.beta1) * gi;
-    const double vi = c.beta2 * double(v[i]) + (1 - c.beta2) * gi * gi;
-    x -= c.lr / c.c1 * mi / (::sqrt(vi) / c.sc2 + c.eps);
-    m[i] = float(mi);
-    v[i] = float(vi);
-    w[i] = from_float<T>(float(x));
+    const float gi = to_float(g[i]);
+    const float mi = b1 * m[i] + one_b1 * gi;
+    const float vi = b2 * v[i] + one_b2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = from_float<T>(to_float(w[i]) * decay - step * mi / (sqrtf(vi) / sc2 + eps));
   }
 }
 
@@ -107,8 +108,8 @@ __global__ void convert_kernel(To* __restrict__ out, const From* __restrict__ in
 }
 
 template <class T>
-__global__ void scale_kernel(T* p, int64_t n, double factor) {
-  for (int64_t i = global_thread(); i < n; i += grid_threads()) p[i] = from_float<T>(float(double(to_float(p[i])) * factor));
+__global__ void scale_kernel(T* p, int64_t n, float factor) {
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) p[i] = from_float<T>(to_float(p[i]) * factor);
 }
 
 // Blocks of the Σ x² pass over n elements: fixed by n alone (8 elements per thread, at most kSumBlocksMax).
@@ -194,7 +195,7 @@ template <class T>
 void scale_(const Tensor<T, Cuda>& t, double factor) {
   CTMLLM_CUDA_FLOAT_TYPES(T, "scale_");
   const int64_t n = t.numel();
-  cuda_impl::scale_kernel<<<cuda_impl::grid_for(n), cuda_impl::kThreads, 0, cuda::current_stream()>>>(t.data(), n, factor);
+  cuda_impl::scale_kernel<<<cuda_impl::grid_for(n), cuda_impl::kThreads, 0, cuda::current_stream()>>>(t.data(), n, float(factor));
   cuda::check_launch("scale_kernel");
 }
 
