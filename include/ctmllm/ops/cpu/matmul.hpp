@@ -153,29 +153,118 @@ inline void sgemm_kernel(int64_t kc, const float* a, const float* b, float* c, i
     }
 }
 
+// v[0..kLanes) as the rows of a kLanes×kLanes block, transposed in registers (unpack, then swap
+// 64-bit pairs, then 128-bit lanes): v[j] ends up holding element j of every former row.
+#if defined(__AVX512F__)
+inline void sgemm_transpose(SgemmVec v[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);  // per 128-bit lane: r_i[0] r_i+1[0] r_i[1] r_i+1[1]
+    t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
+  }
+  __m512 u[16];  // u[4g + c], per 128-bit lane l: column 4l + c of rows 4g..4g+3
+  for (int g = 0; g < 4; ++g) {
+    const __m512d lo0 = _mm512_castps_pd(t[4 * g]), lo1 = _mm512_castps_pd(t[4 * g + 2]);
+    const __m512d hi0 = _mm512_castps_pd(t[4 * g + 1]), hi1 = _mm512_castps_pd(t[4 * g + 3]);
+    u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(lo0, lo1));
+    u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(lo0, lo1));
+    u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(hi0, hi1));
+    u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(hi0, hi1));
+  }
+  for (int c = 0; c < 4; ++c) {  // gather lane l of u[c], u[4 + c], u[8 + c], u[12 + c]: column 4l + c
+    const __m512 even01 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), even23 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+    const __m512 odd01 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD), odd23 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+    v[c] = _mm512_shuffle_f32x4(even01, even23, 0x88);
+    v[c + 8] = _mm512_shuffle_f32x4(even01, even23, 0xDD);
+    v[c + 4] = _mm512_shuffle_f32x4(odd01, odd23, 0x88);
+    v[c + 12] = _mm512_shuffle_f32x4(odd01, odd23, 0xDD);
+  }
+}
+// The first `width` lanes of v to p.
+inline void sgemm_store_lanes(float* p, SgemmVec v, int64_t width) {
+  if (width == 16) _mm512_storeu_ps(p, v);
+  else _mm512_mask_storeu_ps(p, __mmask16((1u << width) - 1), v);
+}
+#else
+inline void sgemm_transpose(SgemmVec v[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);  // per 128-bit lane: r_i[0] r_i+1[0] r_i[1] r_i+1[1]
+    t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+  }
+  for (int g = 0; g < 2; ++g) {  // u[4g + c], per 128-bit lane l: column 4l + c of rows 4g..4g+3
+    u[4 * g] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; ++c) {
+    v[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+    v[c + 4] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+  }
+}
+inline void sgemm_store_lanes(float* p, SgemmVec v, int64_t width) {
+  if (width == 8) return _mm256_storeu_ps(p, v);
+  alignas(32) int32_t mask[8];
+  for (int64_t i = 0; i < 8; ++i) mask[i] = i < width ? -1 : 0;
+  _mm256_maskstore_ps(p, _mm256_load_si256(reinterpret_cast<const __m256i*>(mask)), v);
+}
+#endif
+
+// dst[k·ld + r] = src[r·stride + k] for k < kc and r < width (≤ kLanes), 0 for rows ≥ `rows`: up to
+// kLanes source rows read along k and written k-major, a kLanes×kLanes block at a time.
+inline void sgemm_pack_transposed(const float* src, int64_t stride, int64_t rows, int64_t kc, float* dst, int64_t ld,
+                                  int64_t width) {
+  int64_t k = 0;
+  for (; k + kLanes <= kc; k += kLanes) {
+    SgemmVec v[kLanes];
+    for (int64_t r = 0; r < kLanes; ++r) v[r] = r < rows ? sgemm_loadu(src + r * stride + k) : sgemm_zero();
+    sgemm_transpose(v);
+    for (int64_t j = 0; j < kLanes; ++j) sgemm_store_lanes(dst + (k + j) * ld, v[j], width);
+  }
+  for (; k < kc; ++k)
+    for (int64_t r = 0; r < width; ++r) dst[k * ld + r] = r < rows ? src[r * stride + k] : 0.0f;
+}
+// dst[k·W + r] = src[k·stride + r] for k < kc and r < W, 0 for r ≥ `count`: rows of `count`
+// contiguous values copied into rows of W (a compile-time width: full rows become a few vector
+// moves, where a memcpy call per row cost more than the copy).
+template <int64_t W>
+void sgemm_pack_rows(const float* src, int64_t stride, int64_t count, int64_t kc, float* dst) {
+  if (count == W) {
+    for (int64_t k = 0; k < kc; ++k)
+      for (int64_t r = 0; r < W; ++r) dst[k * W + r] = src[k * stride + r];
+    return;
+  }
+  for (int64_t k = 0; k < kc; ++k)
+    for (int64_t r = 0; r < W; ++r) dst[k * W + r] = r < count ? src[k * stride + r] : 0.0f;
+}
+
 // Panel of rows [i0, i0 + kMR) × depth [p0, p0 + kc) of a as dst[k·kMR + i]; rows past the end are 0.
+// mappable_or_copy leaves a unit stride on one side: rows along k (transposed into the panel) or
+// columns along i (copied).
 inline void sgemm_pack_a(const MatRef<const float>& a, int64_t i0, int64_t p0, int64_t kc, float* dst) {
   const int64_t mr = std::min(kMR, a.rows - i0);
   const float* src = a.p + i0 * a.rs + p0 * a.cs;
-  if (a.cs <= a.rs) {  // rows contiguous: read along k
-    for (int64_t i = 0; i < kMR; ++i)
-      for (int64_t k = 0; k < kc; ++k) dst[k * kMR + i] = i < mr ? src[i * a.rs + k * a.cs] : 0.0f;
-  } else {
-    for (int64_t k = 0; k < kc; ++k)
-      for (int64_t i = 0; i < kMR; ++i) dst[k * kMR + i] = i < mr ? src[i * a.rs + k * a.cs] : 0.0f;
-  }
+  if (a.cs == 1) return sgemm_pack_transposed(src, a.rs, mr, kc, dst, kMR, kMR);
+  if (a.rs == 1) return sgemm_pack_rows<kMR>(src, a.cs, mr, kc, dst);
+  for (int64_t k = 0; k < kc; ++k)
+    for (int64_t i = 0; i < kMR; ++i) dst[k * kMR + i] = i < mr ? src[i * a.rs + k * a.cs] : 0.0f;
 }
 // Panel of columns [j0, j0 + kNR) × depth [p0, p0 + kc) of b as dst[k·kNR + j]; columns past the end are 0.
+// Rows of b along j are copied; columns along k (bᵀ of a row-major weight) are transposed kLanes
+// columns at a time.
 inline void sgemm_pack_b(const MatRef<const float>& b, int64_t j0, int64_t p0, int64_t kc, float* dst) {
   const int64_t nr = std::min(kNR, b.cols - j0);
   const float* src = b.p + p0 * b.rs + j0 * b.cs;
-  if (b.cs <= b.rs) {  // rows of b contiguous: read along j
-    for (int64_t k = 0; k < kc; ++k)
-      for (int64_t j = 0; j < kNR; ++j) dst[k * kNR + j] = j < nr ? src[k * b.rs + j * b.cs] : 0.0f;
-  } else {  // columns contiguous (bᵀ of a row-major weight): read along k
-    for (int64_t j = 0; j < kNR; ++j)
-      for (int64_t k = 0; k < kc; ++k) dst[k * kNR + j] = j < nr ? src[k * b.rs + j * b.cs] : 0.0f;
+  if (b.cs == 1) return sgemm_pack_rows<kNR>(src, b.rs, nr, kc, dst);
+  if (b.rs == 1) {
+    for (int64_t v = 0; v < kNV; ++v)
+      sgemm_pack_transposed(src + v * kLanes * b.cs, b.cs, std::clamp<int64_t>(nr - v * kLanes, 0, kLanes), kc,
+                            dst + v * kLanes, kNR, kLanes);
+    return;
   }
+  for (int64_t k = 0; k < kc; ++k)
+    for (int64_t j = 0; j < kNR; ++j) dst[k * kNR + j] = j < nr ? src[k * b.rs + j * b.cs] : 0.0f;
 }
 
 // Calls f(t) for t in [0, n), handing tasks to whichever thread is free: under load from other
