@@ -197,3 +197,32 @@ TEST_CASE("parallel_for covers the range once and rethrows errors", "[core][para
   CHECK(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }));
   CHECK_THROWS_AS(parallel_for(0, 1000, 1, [](int64_t lo, int64_t) { if (lo > 500) fail("boom"); }), Error);
 }
+
+TEST_CASE("large host tensors reuse freed blocks up to the cache limit", "[core][allocator]") {
+  HostAllocator& cache = host_allocator();
+  const size_t limit = cache.max_cached();
+  cache.set_max_cached(size_t(64) << 20);
+  const int64_t n = int64_t(kHostCachedMinBytes / sizeof(float)) + 1000;  // just above the threshold
+  const float* first = nullptr;
+  {
+    const Tensor<float> t = Tensor<float>::full({n}, 1.0f);
+    first = t.data();
+  }
+  const AllocatorStats before = cache.stats();
+  {
+    const Tensor<float> again = Tensor<float>::empty({n - 10});  // the same size class: the freed block
+    CHECK(again.data() == first);
+    CHECK(cache.stats().cache_hits == before.cache_hits + 1);
+    CHECK(cache.stats().device_allocations == before.device_allocations);
+    const Tensor<float> small = Tensor<float>::empty({1000});  // below the threshold: malloc's
+    CHECK(cache.stats().in_use == before.in_use + size_class(size_t(n - 10) * sizeof(float)));
+  }
+  cache.set_max_cached(0);  // nothing cached: every large block goes back when freed
+  CHECK(cache.stats().reserved == cache.stats().in_use);
+  {
+    const Tensor<float> t = Tensor<float>::empty({n});
+    CHECK(cache.stats().reserved == cache.stats().in_use);
+  }
+  CHECK(cache.stats().reserved == cache.stats().in_use);
+  cache.set_max_cached(limit);
+}

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "ctmllm/core/error.hpp"
+#include "ctmllm/core/host_allocator.hpp"
 
 #if defined(CTMLLM_WITH_CUDA)
 #include "ctmllm/core/cuda/allocator.hpp"
@@ -25,6 +26,10 @@ struct Cpu {
   static std::shared_ptr<std::byte> allocate(size_t bytes) {
     // Never zero bytes: an empty tensor still has storage, so defined() stays true for it.
     const size_t rounded = bytes == 0 ? alignment : (bytes + alignment - 1) / alignment * alignment;
+    if (rounded >= kHostCachedMinBytes) {  // large blocks are reused, not faulted in again (host_allocator.hpp)
+      void* p = host_allocator().allocate(rounded);
+      return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { host_allocator().deallocate(q); });
+    }
     void* p = std::aligned_alloc(alignment, rounded);
     CTMLLM_CHECK(p, "Cpu: out of memory allocating ", bytes, " bytes");
     return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { std::free(q); });

@@ -6,7 +6,7 @@
 #include <memory>
 #include <utility>
 
-#include "ctmllm/core/cuda/block_cache.hpp"
+#include "ctmllm/core/block_cache.hpp"
 #include "ctmllm/core/cuda/current_stream.hpp"
 #include "ctmllm/core/cuda/error.hpp"
 #include "ctmllm/core/cuda/per_device.hpp"
@@ -14,6 +14,7 @@
 namespace ctmllm::cuda {
 
 struct CudaMallocBackend {
+  static constexpr const char* memory = "device";
   void* malloc(size_t bytes) {
     void* p = nullptr;
     const cudaError_t e = cudaMalloc(&p, bytes);

@@ -1,18 +1,18 @@
-// The caching device allocator's bookkeeping (core/cuda/block_cache.hpp) over a fake backend: size
-// classes, reuse of freed blocks, release on demand, the out-of-memory retry and the statistics. Runs
-// on any machine; the allocator over cudaMalloc is tested in tests/cuda.
+// The caching allocators' bookkeeping (core/block_cache.hpp) over a fake backend: size classes, reuse
+// of freed blocks, release on demand, the cached-bytes limit, the out-of-memory retry and the
+// statistics. The allocator over cudaMalloc is tested in tests/cuda, the host one in test_tensor.cpp.
 #include <cstdlib>
 #include <map>
 
-#include "ctmllm/core/cuda/block_cache.hpp"
+#include "ctmllm/core/block_cache.hpp"
 #include "support/catch.hpp"
 
 using namespace ctmllm;
-using namespace ctmllm::cuda;
 
 namespace {
 // Host memory standing in for the device, with a byte limit to simulate running out.
 struct FakeBackend {
+  static constexpr const char* memory = "fake";
   size_t limit = size_t(1) << 40;
   size_t held = 0;
   std::map<void*, size_t>* live = nullptr;  // block -> bytes
@@ -36,7 +36,7 @@ struct FakeBackend {
 };
 }  // namespace
 
-TEST_CASE("size classes round up by at most a quarter", "[core][cuda]") {
+TEST_CASE("size classes round up by at most a quarter", "[core][allocator]") {
   CHECK(size_class(0) == 512);
   CHECK(size_class(1) == 512);
   CHECK(size_class(512) == 512);
@@ -53,7 +53,7 @@ TEST_CASE("size classes round up by at most a quarter", "[core][cuda]") {
   }
 }
 
-TEST_CASE("freed blocks are reused for the same size class and released on demand", "[core][cuda]") {
+TEST_CASE("freed blocks are reused for the same size class and released on demand", "[core][allocator]") {
   std::map<void*, size_t> live;
   BlockCache<FakeBackend> cache(FakeBackend{.live = &live});
   void* a = cache.allocate(1000);  // class 1024
@@ -84,7 +84,7 @@ TEST_CASE("freed blocks are reused for the same size class and released on deman
   CHECK(cache.stats().reserved == 0);
 }
 
-TEST_CASE("out of memory releases cached blocks and retries once, then throws", "[core][cuda]") {
+TEST_CASE("out of memory releases cached blocks and retries once, then throws", "[core][allocator]") {
   std::map<void*, size_t> live;
   BlockCache<FakeBackend> cache(FakeBackend{.limit = 4096, .live = &live});
   void* a = cache.allocate(3000);  // 3072 of 4096
@@ -99,7 +99,7 @@ TEST_CASE("out of memory releases cached blocks and retries once, then throws", 
   CHECK(live.empty());
 }
 
-TEST_CASE("a cache made to fail out of memory keeps its cached blocks", "[core][cuda]") {
+TEST_CASE("a cache made to fail out of memory keeps its cached blocks", "[core][allocator]") {
   std::map<void*, size_t> live;
   BlockCache<FakeBackend> pool(FakeBackend{.limit = 4096, .live = &live}, OnOutOfMemory::fail);
   void* a = pool.allocate(3000);  // 3072 of 4096
@@ -113,7 +113,7 @@ TEST_CASE("a cache made to fail out of memory keeps its cached blocks", "[core][
   CHECK(live.empty());
 }
 
-TEST_CASE("a freed block goes back to its stream's free list only", "[core][cuda]") {
+TEST_CASE("a freed block goes back to its stream's free list only", "[core][allocator]") {
   std::map<void*, size_t> live;
   BlockCache<FakeBackend> cache(FakeBackend{.live = &live});
   int stream_a = 0, stream_b = 0;  // two streams, as opaque keys
@@ -136,7 +136,7 @@ TEST_CASE("a freed block goes back to its stream's free list only", "[core][cuda
   CHECK_THROWS_AS(cache.stream_of(a), Error);  // no longer live
 }
 
-TEST_CASE("a retired stream's blocks, cached and live, become another stream's", "[core][cuda]") {
+TEST_CASE("a retired stream's blocks, cached and live, become another stream's", "[core][allocator]") {
   std::map<void*, size_t> live;
   BlockCache<FakeBackend> cache(FakeBackend{.live = &live});
   int going = 0, staying = 0;
@@ -160,7 +160,7 @@ TEST_CASE("a retired stream's blocks, cached and live, become another stream's",
 }
 
 TEST_CASE("a release stopped by a failing free leaves the rest to the next release, none freed twice",
-          "[core][cuda]") {
+          "[core][allocator]") {
   std::map<void*, size_t> live;
   int frees_to_fail = 0;
   BlockCache<FakeBackend> cache(FakeBackend{.live = &live, .frees_to_fail = &frees_to_fail});
@@ -171,6 +171,30 @@ TEST_CASE("a release stopped by a failing free leaves the rest to the next relea
   CHECK(live.size() == 3);
   CHECK(cache.stats().reserved == 1024 + 1024 + 5120);
   cache.release_cached();  // frees each block once (FakeBackend throws on a second free)
+  CHECK(live.empty());
+  CHECK(cache.stats().reserved == 0);
+}
+
+TEST_CASE("blocks freed beyond the cached-bytes limit go back at once", "[core][allocator]") {
+  std::map<void*, size_t> live;
+  BlockCache<FakeBackend> cache(FakeBackend{.live = &live});
+  cache.set_max_cached(3000);
+  CHECK(cache.max_cached() == 3000);
+  void* a = cache.allocate(2048);
+  void* b = cache.allocate(2048);
+  cache.deallocate(a);  // 2048 cached
+  CHECK(live.size() == 2);
+  cache.deallocate(b);  // 4096 cached would pass 3000: freed now
+  CHECK(live.size() == 1);
+  CHECK(cache.stats().reserved == 2048);
+  CHECK(cache.allocate(2000) == a);  // the cached block
+  void* c = cache.allocate(1000);
+  cache.deallocate(c);  // 1024 cached
+  CHECK(cache.stats().reserved == 2048 + 1024);
+  cache.set_max_cached(0);  // a lower limit releases what is above it now; 0 caches nothing
+  CHECK(cache.stats().reserved == 2048);
+  CHECK(live.size() == 1);
+  cache.deallocate(a);
   CHECK(live.empty());
   CHECK(cache.stats().reserved == 0);
 }

@@ -1,13 +1,16 @@
 #pragma once
-// The caching allocator's bookkeeping, apart from the device so that it is testable on any machine:
-// requests round up to a size class, a freed block goes to its class's free list and is handed out
-// again for the next request of that class, and cached blocks go back to the backend only on
-// release_cached() (or when the backend is out of memory, before one retry, unless the cache was
-// made with OnOutOfMemory::fail). Thread-safe.
+// The caching allocators' bookkeeping, apart from any memory so that it is testable on any machine
+// (used over cudaMalloc per device, core/cuda/allocator.hpp, and over aligned_alloc for large host
+// blocks, core/host_allocator.hpp): requests round up to a size class, a freed block goes to its
+// class's free list and is handed out again for the next request of that class, and cached blocks go
+// back to the backend on release_cached(), when the cached bytes would pass max_cached (the block
+// freed then goes back at once), or when the backend is out of memory, before one retry, unless the
+// cache was made with OnOutOfMemory::fail. Thread-safe.
 //
 // Free lists are per stream: a block is handed out again only to a request made for the stream it
 // was allocated for, whose work is queued after the block's last uses (the device allocator orders
-// that stream after another one when a block is freed from there: allocator.hpp).
+// that stream after another one when a block is freed from there: allocator.hpp). Host memory has
+// one stream, the null key.
 //
 // Size classes: 4 per power of two (512 B at least), so a block wastes under 25% of its size and
 // tensors whose sizes differ a little share a class. Blocks are never split or merged: simple, and
@@ -16,6 +19,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -24,7 +28,7 @@
 
 #include "ctmllm/core/error.hpp"
 
-namespace ctmllm::cuda {
+namespace ctmllm {
 
 inline constexpr size_t kMinBlockBytes = 512;
 
@@ -38,21 +42,21 @@ inline size_t size_class(size_t bytes) {
 
 struct AllocatorStats {
   size_t in_use = 0;       // bytes (size classes) of live blocks
-  size_t reserved = 0;     // bytes held from the device: live plus cached
+  size_t reserved = 0;     // bytes held from the backend: live plus cached
   size_t peak_in_use = 0;  // highest in_use since creation or reset_peak()
-  uint64_t device_allocations = 0;  // calls into the backend that returned memory
+  uint64_t device_allocations = 0;  // calls into the backend that returned memory (device or host)
   uint64_t cache_hits = 0;          // requests served from a free list
 };
 
-// A stream as the cache sees it: an opaque key (the cudaStream_t on the device).
+// A stream as the cache sees it: an opaque key (the cudaStream_t on the device, null on the host).
 using StreamKey = const void*;
 
 // What allocate does when the backend is out of memory: hand the cached blocks back and retry once,
 // or throw at once (a graph's private pool: its cached blocks are still written by the graph).
 enum class OnOutOfMemory { release_cached_and_retry, fail };
 
-// Backend: `void* malloc(size_t)` (nullptr when out of memory; other failures throw) and
-// `void free(void*)`.
+// Backend: `void* malloc(size_t)` (nullptr when out of memory; other failures throw),
+// `void free(void*)`, and `static constexpr const char* memory` naming it in errors ("device").
 template <class Backend>
 class BlockCache {
  public:
@@ -73,11 +77,11 @@ class BlockCache {
     } else {
       p = backend_.malloc(cls);
       if (!p && on_oom_ == OnOutOfMemory::release_cached_and_retry) {  // hand the cached blocks back, once more
-        release_locked();
+        release_locked(0);
         p = backend_.malloc(cls);
       }
-      CTMLLM_CHECK(p, "out of device memory allocating ", bytes, " bytes (", stats_.in_use, " bytes in use, ",
-                   stats_.reserved, " reserved)");
+      CTMLLM_CHECK(p, "out of ", Backend::memory, " memory allocating ", bytes, " bytes (", stats_.in_use,
+                   " bytes in use, ", stats_.reserved, " reserved)");
       stats_.reserved += cls;
       ++stats_.device_allocations;
     }
@@ -96,9 +100,27 @@ class BlockCache {
   void deallocate(void* p) {
     std::lock_guard lock(mutex_);
     const auto it = find_live(p);
-    free_[{it->second.stream, it->second.size_class}].push_back(p);
-    stats_.in_use -= it->second.size_class;
+    const Live block = it->second;
+    stats_.in_use -= block.size_class;
     live_.erase(it);
+    if (stats_.reserved - stats_.in_use > max_cached_) {  // caching it would pass the limit: back at once
+      stats_.reserved -= block.size_class;
+      backend_.free(p);
+      return;
+    }
+    free_[{block.stream, block.size_class}].push_back(p);
+  }
+
+  // The most bytes of free blocks kept for reuse (unlimited unless set); cached blocks beyond a new
+  // limit go back to the backend now.
+  void set_max_cached(size_t bytes) {
+    std::lock_guard lock(mutex_);
+    max_cached_ = bytes;
+    release_locked(bytes);
+  }
+  size_t max_cached() const {
+    std::lock_guard lock(mutex_);
+    return max_cached_;
   }
 
   // Makes every block of stream `from`, cached or live, a block of stream `to` (once `from` has no
@@ -118,7 +140,7 @@ class BlockCache {
   // Returns every cached (free) block to the backend; live blocks stay.
   void release_cached() {
     std::lock_guard lock(mutex_);
-    release_locked();
+    release_locked(0);
   }
 
   AllocatorStats stats() const {
@@ -142,11 +164,12 @@ class BlockCache {
     return it;
   }
 
-  // A block leaves its list only once the backend has freed it: a free that throws (a broken
-  // context) leaves the lists true, so that a later release never frees a block twice.
-  void release_locked() {
+  // Frees cached blocks until at most `keep` cached bytes remain. A block leaves its list only once
+  // the backend has freed it: a free that throws (a broken context) leaves the lists true, so that a
+  // later release never frees a block twice.
+  void release_locked(size_t keep) {
     for (auto& [key, blocks] : free_) {
-      while (!blocks.empty()) {
+      while (!blocks.empty() && stats_.reserved - stats_.in_use > keep) {
         backend_.free(blocks.back());
         blocks.pop_back();
         stats_.reserved -= key.second;
@@ -156,10 +179,11 @@ class BlockCache {
 
   Backend backend_;
   OnOutOfMemory on_oom_;
+  size_t max_cached_ = std::numeric_limits<size_t>::max();
   mutable std::mutex mutex_;
   std::map<std::pair<StreamKey, size_t>, std::vector<void*>> free_;  // (stream, size class) -> free blocks
   std::unordered_map<void*, Live> live_;
   AllocatorStats stats_;
 };
 
-}  // namespace ctmllm::cuda
+}  // namespace ctmllm
