@@ -1,8 +1,9 @@
 #pragma once
 // embedding(weight [V, H], ids int64 [...]) -> [..., H]: row lookup, as F.embedding. An id outside
 // [0, V) is an Error naming the id and V (on the GPU, unless the caller checked the ids:
-// ops/caller_checked_indices.hpp; such an id's row is then zeros). The backward is a deterministic scatter-add into a dense
-// dweight [V, H].
+// ops/caller_checked_indices.hpp, or under a graph capture; such an id's row is then zeros). The
+// backward is a deterministic scatter-add into a dense dweight [V, H]; on the GPU it checks the ids
+// the same way and, unchecked, leaves out a bad id's tokens.
 #include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/embedding.hpp"
 #if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)

@@ -2,7 +2,10 @@
 // cross_entropy(logits [..., C], targets int64 [...], ignore_index): the mean over kept targets of
 // -log softmax(logits)[target], as F.cross_entropy with reduction="mean" (the Hugging Face causal-LM
 // loss after the shift). With no kept target the loss and its gradient are 0 (PyTorch gives nan).
-// A target outside [0, C) that is not ignore_index is an Error naming the value and its index.
+// A target outside [0, C) that is not ignore_index is an Error naming the value and its index (on
+// the GPU a check that reads a flag back, skipped under a graph capture or in an
+// IndicesCheckedByCaller scope, ops/caller_checked_indices.hpp, where the loss and that row's
+// gradient are NaN instead).
 #include "ctmllm/ops/backend.hpp"
 #include "ctmllm/ops/cpu/loss.hpp"
 #if defined(CTMLLM_WITH_CUDA) && defined(__CUDACC__)

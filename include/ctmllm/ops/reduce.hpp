@@ -167,7 +167,8 @@ Tensor<int64_t, D> argmax(const Tensor<T, D>& x, int dim, bool keepdim = false) 
 }
 
 // Gradient with respect to x: dy goes to the position each maximum came from (indices as returned
-// by max; out-of-range indices are an Error).
+// by max; out-of-range indices are an Error, except on the GPU under a graph capture or in an
+// IndicesCheckedByCaller scope, where such an index sends its dy nowhere).
 template <class T, class D>
 Tensor<T, D> max_backward(const Tensor<T, D>& dy, const Tensor<int64_t, D>& indices, const Shape& x_shape, int dim,
                           bool keepdim = false) {

@@ -59,7 +59,9 @@ __global__ void cross_entropy_rows_kernel(const T* __restrict__ x, const int64_t
     const float l = m + logf(block_reduce(s, SumOp{}));
     if (threadIdx.x == 0) {
       lse[r] = l;
-      row_loss[r] = l - to_float(xr[t]);
+      // A target outside [0, C) reaches here only unchecked (under a graph capture): NaN, not a read
+      // out of the row.
+      row_loss[r] = t >= 0 && t < C ? l - to_float(xr[t]) : nanf("");
     }
   }
 }
@@ -82,7 +84,8 @@ __global__ void cross_entropy_scale_kernel(const int64_t* __restrict__ targets, 
   if (threadIdx.x == 0) scale[0] = kept > 0 ? to_float(dloss[0]) / float(kept) : 0.0f;
 }
 
-// dx_r = (exp(x_r − lse_r) − onehot(target)) · scale on kept rows, 0 on ignored rows.
+// dx_r = (exp(x_r − lse_r) − onehot(target)) · scale on kept rows, 0 on ignored rows, NaN on rows
+// whose target lies outside [0, C) (unchecked, under a graph capture).
 template <class T>
 __global__ void cross_entropy_grad_kernel(const T* __restrict__ x, const int64_t* __restrict__ targets,
                                           const float* __restrict__ lse, const float* __restrict__ scale, int64_t ignore,
@@ -92,7 +95,7 @@ __global__ void cross_entropy_grad_kernel(const T* __restrict__ x, const int64_t
     const int64_t t = targets[r];
     const T* xr = x + r * C;
     T* gr = dx + r * C;
-    const float l = lse[r];
+    const float l = t >= 0 && t < C ? lse[r] : nanf("");
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
       gr[c] = t == ignore ? from_float<T>(0.0f) : from_float<T>((expf(to_float(xr[c]) - l) - (c == t ? 1.0f : 0.0f)) * s);
   }
@@ -108,7 +111,7 @@ void cross_entropy_forward(const Tensor<T, Cuda>& logits, const Tensor<int64_t, 
                            const Tensor<T, Cuda>& loss, const Tensor<float, Cuda>& lse) {
   CTMLLM_CUDA_FLOAT_TYPES(T, "cross_entropy");
   const int64_t C = logits.shape().back(), N = targets.numel();
-  if (cuda_impl::any_index_out_of_range(targets, C, ignore_index))
+  if (cuda_impl::device_index_check_due() && cuda_impl::any_index_out_of_range(targets, C, ignore_index))
     cross_entropy_kept(targets.template to_device<Cpu>(), C, ignore_index, "cross_entropy");
   const cudaStream_t stream = cuda::current_stream();
   const Tensor<float, Cuda> row_loss = Tensor<float, Cuda>::empty({N});
@@ -129,7 +132,7 @@ void cross_entropy_backward(const Tensor<T, Cuda>& dloss, const Tensor<T, Cuda>&
                             const Tensor<T, Cuda>& dlogits) {
   CTMLLM_CUDA_FLOAT_TYPES(T, "cross_entropy_backward");
   const int64_t C = logits.shape().back(), N = targets.numel();
-  if (cuda_impl::any_index_out_of_range(targets, C, ignore_index))
+  if (cuda_impl::device_index_check_due() && cuda_impl::any_index_out_of_range(targets, C, ignore_index))
     cross_entropy_kept(targets.template to_device<Cpu>(), C, ignore_index, "cross_entropy_backward");
   if (N == 0) return;
   const cudaStream_t stream = cuda::current_stream();

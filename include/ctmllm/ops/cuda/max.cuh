@@ -123,7 +123,9 @@ template <class T>
 void max_backward(const Tensor<T, Cuda>& dy, const Tensor<int64_t, Cuda>& indices, int64_t outer, int64_t n,
                   int64_t inner, const Tensor<T, Cuda>& dx) {
   CTMLLM_CUDA_FLOAT_TYPES(T, "max_backward");
-  if (cuda_impl::any_index_out_of_range(indices, n))  // the CPU kernel on host copies raises its error
+  // The CPU kernel on host copies raises the error; unchecked (under a capture), a bad index selects
+  // no element and its dx stays 0.
+  if (cuda_impl::device_index_check_due() && cuda_impl::any_index_out_of_range(indices, n))
     max_backward(dy.template to_device<Cpu>(), indices.template to_device<Cpu>(), outer, n, inner,
                  Tensor<T, Cpu>::empty(dx.shape()));
   const int64_t total = outer * n * inner;
