@@ -1,5 +1,5 @@
 // The caching allocators' bookkeeping (core/block_cache.hpp) over a fake backend: size classes, reuse
-// of freed blocks, release on demand, the cached-bytes limit, the out-of-memory retry and the
+// of freed blocks, release on demand, the cached-bytes limit, the out-of-memory retry, try_allocate and the
 // statistics. The allocator over cudaMalloc is tested in tests/cuda, the host one in test_tensor.cpp.
 #include <cstdlib>
 #include <map>
@@ -110,6 +110,27 @@ TEST_CASE("a cache made to fail out of memory keeps its cached blocks", "[core][
   CHECK(pool.allocate(3000) == a);  // still there for the capture's own requests
   pool.deallocate(a);
   pool.release_cached();
+  CHECK(live.empty());
+}
+
+TEST_CASE("try_allocate returns null out of memory and keeps the cached blocks", "[core][allocator]") {
+  std::map<void*, size_t> live;
+  BlockCache<FakeBackend> cache(FakeBackend{.limit = 4096, .live = &live});
+  void* a = cache.allocate(3000);  // 3072 of 4096
+  cache.deallocate(a);
+  CHECK(cache.cached_bytes() == 3072);
+  CHECK(cache.try_allocate(2048) == nullptr);  // would fit only after a release, which it leaves to the caller
+  CHECK(live.size() == 1);
+  CHECK(cache.cached_bytes() == 3072);
+  CHECK(cache.stats().in_use == 0);
+  CHECK(cache.try_allocate(3000) == a);  // from the free list
+  void* b = cache.try_allocate(512);     // from the backend: 3072 + 512 fit
+  REQUIRE(b != nullptr);
+  CHECK(cache.stats().in_use == 3584);
+  CHECK(cache.cached_bytes() == 0);
+  cache.deallocate(a);
+  cache.deallocate(b);
+  cache.release_cached();
   CHECK(live.empty());
 }
 

@@ -65,30 +65,19 @@ class BlockCache {
   BlockCache(const BlockCache&) = delete;
   BlockCache& operator=(const BlockCache&) = delete;
 
-  void* allocate(size_t bytes, StreamKey stream = nullptr) {
-    const size_t cls = size_class(bytes);
+  void* allocate(size_t bytes, StreamKey stream = nullptr) { return allocate(bytes, stream, on_oom_, true); }
+
+  // As allocate, but nullptr when the backend is out of memory, with the cached blocks left as they
+  // are: for an optional buffer with a fallback (a cuDNN workspace), which must not empty the cache
+  // on every call only to fail anyway. The caller decides whether releasing them would make room.
+  void* try_allocate(size_t bytes, StreamKey stream = nullptr) {
+    return allocate(bytes, stream, OnOutOfMemory::fail, false);
+  }
+
+  // Bytes held in free blocks (reserved − in use).
+  size_t cached_bytes() const {
     std::lock_guard lock(mutex_);
-    void* p = nullptr;
-    auto bin = free_.find({stream, cls});
-    if (bin != free_.end() && !bin->second.empty()) {
-      p = bin->second.back();  // the most recently freed block: likeliest to be in L2
-      bin->second.pop_back();
-      ++stats_.cache_hits;
-    } else {
-      p = backend_.malloc(cls);
-      if (!p && on_oom_ == OnOutOfMemory::release_cached_and_retry) {  // hand the cached blocks back, once more
-        release_locked(0);
-        p = backend_.malloc(cls);
-      }
-      CTMLLM_CHECK(p, "out of ", Backend::memory, " memory allocating ", bytes, " bytes (", stats_.in_use,
-                   " bytes in use, ", stats_.reserved, " reserved)");
-      stats_.reserved += cls;
-      ++stats_.device_allocations;
-    }
-    live_.emplace(p, Live{cls, stream});
-    stats_.in_use += cls;
-    stats_.peak_in_use = std::max(stats_.peak_in_use, stats_.in_use);
-    return p;
+    return stats_.reserved - stats_.in_use;
   }
 
   // The stream a live block was allocated for.
@@ -157,6 +146,35 @@ class BlockCache {
     size_t size_class;
     StreamKey stream;
   };
+
+  // A block from the stream's free list, else from the backend; out of memory, on_oom says whether
+  // to release the cached blocks and retry, and throw_on_oom whether to throw or return nullptr.
+  void* allocate(size_t bytes, StreamKey stream, OnOutOfMemory on_oom, bool throw_on_oom) {
+    const size_t cls = size_class(bytes);
+    std::lock_guard lock(mutex_);
+    void* p = nullptr;
+    auto bin = free_.find({stream, cls});
+    if (bin != free_.end() && !bin->second.empty()) {
+      p = bin->second.back();  // the most recently freed block: likeliest to be in L2
+      bin->second.pop_back();
+      ++stats_.cache_hits;
+    } else {
+      p = backend_.malloc(cls);
+      if (!p && on_oom == OnOutOfMemory::release_cached_and_retry) {  // hand the cached blocks back, once more
+        release_locked(0);
+        p = backend_.malloc(cls);
+      }
+      if (!p && !throw_on_oom) return nullptr;
+      CTMLLM_CHECK(p, "out of ", Backend::memory, " memory allocating ", bytes, " bytes (", stats_.in_use,
+                   " bytes in use, ", stats_.reserved, " reserved)");
+      stats_.reserved += cls;
+      ++stats_.device_allocations;
+    }
+    live_.emplace(p, Live{cls, stream});
+    stats_.in_use += cls;
+    stats_.peak_in_use = std::max(stats_.peak_in_use, stats_.in_use);
+    return p;
+  }
 
   auto find_live(void* p) const {
     const auto it = live_.find(p);

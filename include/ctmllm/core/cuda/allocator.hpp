@@ -4,7 +4,9 @@
 // allocates the same sizes every time, so after the first step every tensor comes from the cache.
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <utility>
+#include <vector>
 
 #include "ctmllm/core/block_cache.hpp"
 #include "ctmllm/core/cuda/current_stream.hpp"
@@ -47,6 +49,7 @@ class PrivatePool {
   explicit PrivatePool(int device) : device_(device) {}
   ~PrivatePool() {
     try {
+      for (const auto& [shared, block] : retained_) shared->deallocate(block);
       cache_.release_cached();
     } catch (const Error&) {  // a destructor must not throw; a failing cudaFree means the context is lost anyway
     }
@@ -57,9 +60,19 @@ class PrivatePool {
   int device() const { return device_; }
   DeviceAllocator& cache() { return cache_; }
 
+  // Keeps a block of a shared cache, freed during the capture, until the pool goes: the graph may
+  // read it on every replay (a tensor made before the capture whose last use was in it), so it must
+  // not be handed to another tensor meanwhile. The graph's replays are over when the pool goes.
+  void retain(DeviceAllocator& shared, void* block) {
+    std::lock_guard lock(mutex_);
+    retained_.emplace_back(&shared, block);
+  }
+
  private:
   int device_;
   DeviceAllocator cache_{CudaMallocBackend{}, OnOutOfMemory::fail};
+  std::mutex mutex_;
+  std::vector<std::pair<DeviceAllocator*, void*>> retained_;
 };
 
 // The pool the calling thread allocates from while it captures a graph (null otherwise).
@@ -102,9 +115,11 @@ namespace detail {
 // stream first waits for the work queued so far on the current one (the block's last uses), so
 // that the tensor it is handed to next is written after them. Under a graph capture there is no
 // such order to queue: a block used on another stream than its own must then outlive the capture.
+// Freed by a thread that is capturing, the block stays with the graph's pool (PrivatePool::retain).
 // A deleter must not throw: an ordering that fails leaves the context broken, and the next checked
 // call reports it.
 inline void free_block(DeviceAllocator& cache, std::byte* block) {
+  if (const std::shared_ptr<PrivatePool>& pool = capture_pool()) return pool->retain(cache, block);
   const auto home = static_cast<cudaStream_t>(const_cast<void*>(cache.stream_of(block)));
   try {
     const cudaStream_t now = current_stream();
@@ -113,6 +128,24 @@ inline void free_block(DeviceAllocator& cache, std::byte* block) {
   }
   cache.deallocate(block);
 }
+
+// The pool of the graph the calling thread captures on the current device, or null.
+inline std::shared_ptr<PrivatePool> active_pool() {
+  const std::shared_ptr<PrivatePool>& pool = capture_pool();
+  return pool && pool->device() == current_device() ? pool : nullptr;
+}
+
+// p, a block of `bytes` from `pool` (when set) or else from the device's cache `shared`, as a block
+// that goes back there when its last reference goes; poisoned when asked.
+inline std::shared_ptr<std::byte> hand_out(void* p, size_t bytes, cudaStream_t stream,
+                                           const std::shared_ptr<PrivatePool>& pool, DeviceAllocator& shared) {
+  auto* b = static_cast<std::byte*>(p);
+  std::shared_ptr<std::byte> block = pool ? std::shared_ptr<std::byte>(b, [pool](std::byte* q) { pool->cache().deallocate(q); })
+                                          : std::shared_ptr<std::byte>(b, [&shared](std::byte* q) { free_block(shared, q); });
+  if (poison_new_blocks().load(std::memory_order_relaxed))
+    CTMLLM_CUDA_CHECK(cudaMemsetAsync(block.get(), 0xFF, size_class(bytes), stream));
+  return block;
+}
 }  // namespace detail
 
 // A block of at least `bytes` on the current device for the current stream, returned to the cache
@@ -120,18 +153,32 @@ inline void free_block(DeviceAllocator& cache, std::byte* block) {
 // During a graph capture the block comes from the graph's PrivatePool, which it keeps alive.
 inline std::shared_ptr<std::byte> allocate(size_t bytes) {
   const cudaStream_t stream = current_stream();
-  std::shared_ptr<std::byte> block;
-  if (const std::shared_ptr<PrivatePool>& pool = capture_pool(); pool && pool->device() == current_device()) {
-    block = std::shared_ptr<std::byte>(static_cast<std::byte*>(pool->cache().allocate(bytes, stream)),
-                                       [pool](std::byte* q) { pool->cache().deallocate(q); });
-  } else {
-    DeviceAllocator& a = allocator();
-    block = std::shared_ptr<std::byte>(static_cast<std::byte*>(a.allocate(bytes, stream)),
-                                       [&a](std::byte* q) { detail::free_block(a, q); });
+  const std::shared_ptr<PrivatePool> pool = detail::active_pool();
+  DeviceAllocator& shared = allocator();
+  void* p = pool ? pool->cache().allocate(bytes, stream) : shared.allocate(bytes, stream);
+  return detail::hand_out(p, bytes, stream, pool, shared);
+}
+
+// As allocate, but an empty pointer when the device cannot spare the bytes even with the cache's
+// free blocks handed back: for optional workspaces that have a fallback (cuDNN's), so that a
+// request that cannot fit does not empty the cache on every call. The cache is released only when
+// that makes room (device free memory plus cached bytes).
+inline std::shared_ptr<std::byte> try_allocate(size_t bytes) {
+  const cudaStream_t stream = current_stream();
+  const std::shared_ptr<PrivatePool> pool = detail::active_pool();
+  DeviceAllocator& shared = allocator();
+  void* p = pool ? pool->cache().try_allocate(bytes, stream) : shared.try_allocate(bytes, stream);
+  if (!p && !pool) {
+    size_t free_bytes = 0, total_bytes = 0;
+    CTMLLM_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    if (size_class(bytes) > free_bytes + shared.cached_bytes()) return nullptr;
+    try {
+      p = shared.allocate(bytes, stream);
+    } catch (const Error&) {  // the free memory is split between blocks too small for it
+      return nullptr;
+    }
   }
-  if (poison_new_blocks().load(std::memory_order_relaxed))
-    CTMLLM_CUDA_CHECK(cudaMemsetAsync(block.get(), 0xFF, size_class(bytes), stream));
-  return block;
+  return p ? detail::hand_out(p, bytes, stream, pool, shared) : nullptr;
 }
 
 }  // namespace ctmllm::cuda

@@ -120,9 +120,7 @@ void run_deterministic(const std::vector<Perf>& ranked, const char* what, const 
       continue;
     }
     std::shared_ptr<std::byte> workspace;
-    try {
-      if (bytes) workspace = cuda::allocate(bytes);
-    } catch (const Error&) {  // more workspace than the device has free: the next algorithm may need less
+    if (bytes && !(workspace = cuda::try_allocate(bytes))) {  // the next algorithm may need less
       note(p, ctmllm::detail::concat("no ", bytes, " bytes of workspace free"));
       continue;
     }

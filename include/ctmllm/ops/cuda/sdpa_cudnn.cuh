@@ -372,15 +372,12 @@ Tensor<T, Cuda> make_sdpa_bias(const Tensor<uint8_t, Cuda>& keep, int64_t B, int
 }
 
 // The workspace of g, or false when the device cannot spare it: on Hopper the deterministic backward's
-// grows as B·Hq·Sq·Sk, while the own kernels need memory linear in the sequence, so they run the call.
+// grows as B·Hq·Sq·Sk, while the own kernels need memory linear in the sequence, so they run the call
+// (without the allocator's cache emptied first on every such call: cuda::try_allocate).
 inline bool allocate_sdpa_workspace(const SdpaGraph& g, std::shared_ptr<std::byte>& workspace) {
   if (g.workspace == 0) return true;
-  try {
-    workspace = cuda::allocate(size_t(g.workspace));
-  } catch (const Error&) {
-    return false;
-  }
-  return true;
+  workspace = cuda::try_allocate(size_t(g.workspace));
+  return workspace != nullptr;
 }
 
 inline void run_sdpa_graph(const SdpaGraph& g, const std::shared_ptr<std::byte>& workspace,
