@@ -126,7 +126,7 @@ inline SgemmVec sgemm_add(SgemmVec a, SgemmVec b) { return _mm256_add_ps(a, b); 
 #endif
 inline constexpr int64_t kLanes = int64_t(sizeof(SgemmVec) / sizeof(float)), kNV = kNR / kLanes;
 inline constexpr int64_t kSgemmKC = 256;                   // depth block: a B panel is kc·kNR floats
-inline constexpr int64_t kRowPanels = 16, kColPanels = 16;  // panels per task: A block in L1/L2, B block in L2
+inline constexpr int64_t kColPanels = 16;  // column panels per task: its packed B block (kc·kNR·16 floats) in L2
 
 // c[kMR×kNR] (row stride ldc) = Σ_k a[k·kMR + i]·b[k·kNR + j], added onto c when accumulate.
 inline void sgemm_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
@@ -281,9 +281,17 @@ void dynamic_for(int64_t n, F&& f) {
   for (int64_t t = 0; t < n; ++t) f(t);
 }
 
-// c = a·b or c += a·b for a float product with at least one full kMR×kNR tile. Both operands are
-// packed once, whole (depth block q of panel i at (q·panels + i)·kSgemmKC·width), then each task
-// (kRowPanels × kColPanels tiles) runs over all depth blocks.
+// Row panels per task at most: the task's A panels for one depth block (64·kMR·kSgemmKC floats,
+// 768 KiB) and its packed B block (512 KiB) stay in L2 together.
+inline constexpr int64_t kGroupPanels = 64;
+
+// c = a·b or c += a·b for a float product with at least one full kMR×kNR tile. A is packed once,
+// whole (depth block q of panel i at (q·mp + i)·kMR·kSgemmKC). Each task covers a group of row
+// panels × a block of kColPanels column panels and, per depth block, packs its B block into its own
+// buffer and runs the group's tiles over it: B's packed copy never leaves L2, where packing B
+// whole up front wrote it out to memory and read it back once per row group (measured on
+// 256×4096×4096: packing B was a fifth of the time). A B block is packed once per row group, so
+// groups are as tall as L2 allows, split further only to give every thread work.
 inline void sgemm_packed(const MatRef<const float>& a, const MatRef<const float>& b, const MatRef<float>& c, bool accumulate) {
   const int64_t m = c.rows, n = c.cols, depth = a.cols;
   if (depth == 0) {
@@ -293,25 +301,29 @@ inline void sgemm_packed(const MatRef<const float>& a, const MatRef<const float>
   }
   const int64_t mp = (m + kMR - 1) / kMR, np = (n + kNR - 1) / kNR, nq = (depth + kSgemmKC - 1) / kSgemmKC;
   const auto a_buf = Cpu::allocate(size_t(nq * mp * kMR * kSgemmKC) * sizeof(float));
-  const auto b_buf = Cpu::allocate(size_t(nq * np * kNR * kSgemmKC) * sizeof(float));
   float* ap = reinterpret_cast<float*>(a_buf.get());
-  float* bp = reinterpret_cast<float*>(b_buf.get());
-  dynamic_for(nq * (mp + np), [&](int64_t t) {
-    const int64_t q = t / (mp + np), i = t % (mp + np), p0 = q * kSgemmKC, kc = std::min(kSgemmKC, depth - p0);
-    if (i < mp) sgemm_pack_a(a, i * kMR, p0, kc, ap + (q * mp + i) * kMR * kSgemmKC);
-    else sgemm_pack_b(b, (i - mp) * kNR, p0, kc, bp + (q * np + i - mp) * kNR * kSgemmKC);
+  dynamic_for(nq * mp, [&](int64_t t) {
+    const int64_t q = t / mp, i = t % mp, p0 = q * kSgemmKC;
+    sgemm_pack_a(a, i * kMR, p0, std::min(kSgemmKC, depth - p0), ap + t * kMR * kSgemmKC);
   });
-  const int64_t row_blocks = (mp + kRowPanels - 1) / kRowPanels, col_blocks = (np + kColPanels - 1) / kColPanels;
-  dynamic_for(row_blocks * col_blocks, [&](int64_t t) {
+  const int64_t col_blocks = (np + kColPanels - 1) / kColPanels;
+  int64_t groups = (mp + kGroupPanels - 1) / kGroupPanels;
+  while (groups < mp && groups * col_blocks < 2 * num_threads()) ++groups;
+  dynamic_for(groups * col_blocks, [&](int64_t t) {
+    const int64_t g = t / col_blocks, jb = t % col_blocks;
+    const int64_t ip0 = mp * g / groups, ip1 = mp * (g + 1) / groups;
+    const int64_t jp0 = jb * kColPanels, jp1 = std::min(np, jp0 + kColPanels);
+    const auto b_buf = Cpu::allocate(size_t((jp1 - jp0) * kNR * std::min(kSgemmKC, depth)) * sizeof(float));
+    float* bp = reinterpret_cast<float*>(b_buf.get());
     alignas(64) float edge[kMR * kNR];
-    const int64_t ib = t / col_blocks, jb = t % col_blocks;
     for (int64_t q = 0; q < nq; ++q) {
-      const int64_t kc = std::min(kSgemmKC, depth - q * kSgemmKC);
+      const int64_t p0 = q * kSgemmKC, kc = std::min(kSgemmKC, depth - p0);
       const bool add = accumulate || q > 0;
-      for (int64_t ip = ib * kRowPanels; ip < std::min(mp, (ib + 1) * kRowPanels); ++ip)
-        for (int64_t jp = jb * kColPanels; jp < std::min(np, (jb + 1) * kColPanels); ++jp) {
+      for (int64_t jp = jp0; jp < jp1; ++jp) sgemm_pack_b(b, jp * kNR, p0, kc, bp + (jp - jp0) * kNR * kc);
+      for (int64_t ip = ip0; ip < ip1; ++ip)
+        for (int64_t jp = jp0; jp < jp1; ++jp) {
           const float* pa = ap + (q * mp + ip) * kMR * kSgemmKC;
-          const float* pb = bp + (q * np + jp) * kNR * kSgemmKC;
+          const float* pb = bp + (jp - jp0) * kNR * kc;
           const int64_t i0 = ip * kMR, j0 = jp * kNR, mr = std::min(kMR, m - i0), nr = std::min(kNR, n - j0);
           float* pc = c.p + i0 * c.rs + j0;
           if (mr == kMR && nr == kNR) {
