@@ -168,10 +168,15 @@ TEST_CASE("interpolate rejects bad arguments", "[ops][interpolate]") {
 }
 
 TEST_CASE("interpolate works on strided views", "[ops][interpolate]") {
-  const auto x = Rng(2).normal<float>({2, 5, 4, 3, 6}).permute({0, 4, 2, 3, 1});  // [2, 6, 4, 3, 5], strided
-  REQUIRE(!x.is_contiguous());
+  // Channels-last (read in place, C innermost) and a general permutation (read from a copy).
+  const auto x = Rng(2).normal<float>({2, 5, 4, 3, 6}).permute({0, 4, 1, 2, 3});  // [2, 6, 5, 4, 3]
+  const auto x_general = Rng(2).normal<float>({2, 5, 4, 3, 6}).permute({0, 4, 2, 1, 3});
+  REQUIRE(ops::impl::is_channels_last_3d(x));
+  REQUIRE(!x_general.is_contiguous());
+  REQUIRE_FALSE(ops::impl::is_channels_last_3d(x_general));
   for (auto mode : {InterpolateMode::trilinear, InterpolateMode::area, InterpolateMode::nearest}) {
     const InterpolateOptions o{mode, std::array<int64_t, 3>{7, 2, 4}, {}, false};
     CHECK(rel_error(ops::interpolate(x, o), ops::interpolate(x.contiguous(), o)) == 0.0);
+    CHECK(rel_error(ops::interpolate(x_general, o), ops::interpolate(x_general.contiguous(), o)) == 0.0);
   }
 }

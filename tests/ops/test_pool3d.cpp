@@ -98,3 +98,19 @@ TEST_CASE("avg_pool3d works on strided views", "[ops][pool3d]") {
   REQUIRE(!x.is_contiguous());
   CHECK(rel_error(ops::avg_pool3d(x, {2, 2, 3}, {1, 2, 3}), ops::avg_pool3d(x.contiguous(), {2, 2, 3}, {1, 2, 3})) == 0.0);
 }
+
+TEST_CASE("avg_pool3d reads a channels-last input in place with the contiguous result", "[ops][pool3d]") {
+  // The SPP projector's grid: tokens [B, N, C] seen as [B, C, D, H, W] (N = D·H·W), C innermost.
+  const auto tokens = Rng(7).normal<float>({2, 4 * 6 * 8, 40});
+  const auto grid = tokens.transpose(1, 2).reshape({2, 40, 4, 6, 8});
+  REQUIRE(ops::impl::is_channels_last_3d(grid));
+  REQUIRE_FALSE(ops::impl::is_channels_last_3d(grid.contiguous()));
+  for (auto [k, s] : {std::pair{Dims{2, 2, 2}, Dims{2, 2, 2}}, std::pair{Dims{3, 2, 3}, Dims{1, 2, 2}}}) {
+    const auto y = ops::avg_pool3d(grid, k, s);
+    CHECK(y.is_contiguous());
+    CHECK(rel_error(y, ops::avg_pool3d(grid.contiguous(), k, s)) == 0.0);
+  }
+  const auto grid16 = tokens.to<bf16>().transpose(1, 2).reshape({2, 40, 4, 6, 8});
+  CHECK(rel_error(ops::avg_pool3d(grid16, {2, 2, 2}, {2, 2, 2}), ops::avg_pool3d(grid16.contiguous(), {2, 2, 2}, {2, 2, 2})) ==
+        0.0);
+}

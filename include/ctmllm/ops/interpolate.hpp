@@ -78,7 +78,7 @@ Tensor<T, D> interpolate(const Tensor<T, D>& x, const InterpolateOptions& option
   CTMLLM_CHECK(x.rank() == 5, "interpolate: x must have rank 5 [B, C, D, H, W], got ", x.describe());
   const Shape out_shape = interpolate_output_shape(x.shape(), options);
   Tensor<T, D> y = Tensor<T, D>::empty(out_shape);
-  impl::resample_forward(x.contiguous(), y, detail::interpolate_axes<T>(x.shape(), out_shape, options));
+  impl::resample_forward(x, y, detail::interpolate_axes<T>(x.shape(), out_shape, options));
   return y;
 }
 

@@ -33,7 +33,7 @@ Tensor<T, D> avg_pool3d(const Tensor<T, D>& x, std::array<int64_t, 3> kernel, st
   check_defined(x, "avg_pool3d", "x");
   CTMLLM_CHECK(x.rank() == 5, "avg_pool3d: x must have rank 5 [B, C, D, H, W], got ", x.describe());
   Tensor<T, D> y = Tensor<T, D>::empty(avg_pool3d_output_shape(x.shape(), kernel, stride));
-  impl::avg_pool3d_forward(x.contiguous(), y, kernel, stride);
+  impl::avg_pool3d_forward(x, y, kernel, stride);
   return y;
 }
 

@@ -108,9 +108,55 @@ ResampleAxis<A> area_axis(int64_t in, int64_t out) {
 template <class T>
 using ResampleAxes = std::array<ResampleAxis<acc_t<T>>, 3>;
 
-// y [B, C, Do, Ho, Wo] from x [B, C, D, H, W], both contiguous; the axes map D->Do, H->Ho, W->Wo.
+// Whether x [B, C, D, H, W] lies channels-last: a view of a contiguous [B, D, H, W, C], as the
+// SPP projector's token grid does (tokens [B, N, C] transposed and reshaped).
 template <class T>
-void resample_forward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& y, const ResampleAxes<T>& axes) {
+bool is_channels_last_3d(const Tensor<T, Cpu>& x) {
+  return x.rank() == 5 && x.size(1) > 1 && x.permute({0, 2, 3, 4, 1}).is_contiguous();
+}
+
+// resample_forward for a channels-last x: each output voxel sums whole channel vectors, in the same
+// order as the planar kernel (innermost axis first), so no transposing copy of x is needed.
+template <class T>
+void resample_forward_channels_last(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& y, const ResampleAxes<T>& axes) {
+  using A = acc_t<T>;
+  const auto& [ad, ah, aw] = axes;
+  const int64_t C = x.size(1), H = ah.in, W = aw.in, Do = ad.out(), Ho = ah.out(), Wo = aw.out();
+  const int64_t voxels = Do * Ho * Wo, outputs = x.size(0) * voxels;
+  parallel_for(0, outputs, std::max<int64_t>(1, 16384 / C), [&](int64_t lo, int64_t hi) {
+    const size_t channels = static_cast<size_t>(C);  // not size_t(C): nvcc reads that as a function declaration
+    std::vector<A> sd(channels), sh(channels), sw(channels);
+    for (int64_t v = lo; v < hi; ++v) {
+      const int64_t b = v / voxels, od = v / (Ho * Wo) % Do, oh = v / Wo % Ho, ow = v % Wo;
+      const T* xb = x.data() + b * x.stride(0);
+      std::fill(sd.begin(), sd.end(), A(0));
+      for (int64_t td = ad.begin[size_t(od)]; td < ad.begin[size_t(od + 1)]; ++td) {
+        std::fill(sh.begin(), sh.end(), A(0));
+        for (int64_t th = ah.begin[size_t(oh)]; th < ah.begin[size_t(oh + 1)]; ++th) {
+          std::fill(sw.begin(), sw.end(), A(0));
+          for (int64_t tw = aw.begin[size_t(ow)]; tw < aw.begin[size_t(ow + 1)]; ++tw) {
+            const T* in = xb + ((ad.index[size_t(td)] * H + ah.index[size_t(th)]) * W + aw.index[size_t(tw)]) * C;
+            const A w = aw.weight[size_t(tw)];
+            for (int64_t c = 0; c < C; ++c) sw[size_t(c)] += w * A(in[c]);
+          }
+          const A w = ah.weight[size_t(th)];
+          for (int64_t c = 0; c < C; ++c) sh[size_t(c)] += w * sw[size_t(c)];
+        }
+        const A w = ad.weight[size_t(td)];
+        for (int64_t c = 0; c < C; ++c) sd[size_t(c)] += w * sh[size_t(c)];
+      }
+      T* out = y.data() + b * C * voxels + v % voxels;
+      for (int64_t c = 0; c < C; ++c) out[c * voxels] = cast<T>(sd[size_t(c)]);
+    }
+  });
+}
+
+// y [B, C, Do, Ho, Wo] (contiguous) from x [B, C, D, H, W]; the axes map D->Do, H->Ho, W->Wo. A
+// channels-last x is read in place, any other layout from a contiguous copy.
+template <class T>
+void resample_forward(const Tensor<T, Cpu>& x_in, const Tensor<T, Cpu>& y, const ResampleAxes<T>& axes) {
+  if (is_channels_last_3d(x_in)) return resample_forward_channels_last(x_in, y, axes);
+  const Tensor<T, Cpu> x = x_in.contiguous();
   using A = acc_t<T>;
   const auto& [ad, ah, aw] = axes;
   const int64_t D = ad.in, H = ah.in, W = aw.in, Do = ad.out(), Ho = ah.out(), Wo = aw.out();

@@ -26,7 +26,7 @@ ResampleAxes<T> pool_axes(const Shape& input, std::array<int64_t, 3> kernel, std
           pool_axis<A>(input[4], kernel[2], stride[2])};
 }
 
-// y [B, C, Do, Ho, Wo] = window means of x [B, C, D, H, W]; both contiguous.
+// y [B, C, Do, Ho, Wo] (contiguous) = window means of x [B, C, D, H, W] (any layout).
 template <class T>
 void avg_pool3d_forward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& y, std::array<int64_t, 3> kernel,
                         std::array<int64_t, 3> stride) {

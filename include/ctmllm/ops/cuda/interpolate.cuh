@@ -85,11 +85,12 @@ void resample(const Tensor<T, Cuda>& x, const Tensor<T, Cuda>& y, const std::arr
 
 namespace impl {
 
-// y [B, C, Do, Ho, Wo] from x [B, C, D, H, W], both contiguous; the axes map D->Do, H->Ho, W->Wo.
+// y [B, C, Do, Ho, Wo] (contiguous) from x [B, C, D, H, W] (any layout: a contiguous copy is read);
+// the axes map D->Do, H->Ho, W->Wo.
 template <class T>
 void resample_forward(const Tensor<T, Cuda>& x, const Tensor<T, Cuda>& y, const ResampleAxes<T>& axes) {
   CTMLLM_CUDA_FLOAT_TYPES(T, "resample");
-  cuda_impl::resample(x, y, axes);
+  cuda_impl::resample(x.contiguous(), y, axes);
 }
 
 // dx [B, C, D, H, W] from dy [B, C, Do, Ho, Wo], both contiguous.

@@ -8,7 +8,7 @@
 
 namespace ctmllm::ops::impl {
 
-// y [B, C, Do, Ho, Wo] = window means of x [B, C, D, H, W]; both contiguous.
+// y [B, C, Do, Ho, Wo] (contiguous) = window means of x [B, C, D, H, W] (any layout).
 template <class T>
 void avg_pool3d_forward(const Tensor<T, Cuda>& x, const Tensor<T, Cuda>& y, std::array<int64_t, 3> kernel,
                         std::array<int64_t, 3> stride) {
