@@ -1,13 +1,15 @@
 // The bf16-weight kernels against ops::linear on the same weights converted to float and against
-// the plain reference loops: row counts of decode (1-4, 5, 7, 16) and prefill (17, 40), i.e. groups
-// of 4 rows and their remainders, output counts that are not a multiple of the tile (and below it), lengths with and without a vector tail, with and
-// without bias; results independent of the thread count; the input gradient, the embedding rows,
-// and a Dense with no input features.
+// the plain reference loops: row counts of the register tiles (1-4, 5, 7, 16, 17, 40: groups of 4
+// rows and their remainders) and of the packed GEMM (48, 61: from kPackedGemmRows on), output counts
+// that are not a multiple of the tile (and below it), lengths with and without a vector tail, with
+// and without bias; results independent of the thread count; the input gradient (Eigen blocks and
+// packed GEMM), the embedding rows, and a Dense with no input features.
 #include <vector>
 
 #include "ctmllm/core/rng.hpp"
 #include "ctmllm/llm/bf16_linear.hpp"
 #include "ctmllm/llm/weights.hpp"
+#include "ctmllm/ops/elementwise.hpp"
 #include "ctmllm/ops/embedding.hpp"
 #include "ctmllm/ops/matmul.hpp"
 #include "support/catch.hpp"
@@ -34,7 +36,7 @@ TEST_CASE("linear over bf16 weights equals the float linear on the converted wei
     for (const int64_t out : {3, 301}) {  // 301: not a multiple of the tile; 3: below it
       const Tensor<bf16> w = rng.normal<float>({out, in}).to<bf16>();
       const Tensor<float> wf = w.to<float>(), bias = rng.normal<float>({out});
-      for (const int64_t n : {1, 2, 3, 4, 5, 7, 16, 17, 40}) {
+      for (const int64_t n : {1, 2, 3, 4, 5, 7, 16, 17, 40, 48, 61}) {
         const Tensor<float> x = rng.normal<float>({n, in});
         for (const bool with_bias : {false, true}) {
           INFO("in " << in << ", out " << out << ", n " << n << ", bias " << with_bias);
@@ -52,7 +54,7 @@ TEST_CASE("bf16 linear results do not depend on the thread count", "[llm][bf16]"
   Rng rng(12);
   const Tensor<bf16> w = rng.normal<float>({1000, 200}).to<bf16>();
   const int saved = num_threads();
-  for (const int64_t n : {3, 33}) {
+  for (const int64_t n : {3, 33, 70}) {
     const Tensor<float> x = rng.normal<float>({n, 200});
     set_num_threads(1);
     const Tensor<float> one = run(x, w, {});
@@ -80,7 +82,7 @@ TEST_CASE("bf16 embedding rows convert exactly", "[llm][bf16]") {
 
 TEST_CASE("the input gradient through bf16 weights equals dy times the converted weights", "[llm][bf16]") {
   Rng rng(14);
-  for (const int64_t n : {1, 5, 300}) {  // 300: more than one tile of dy rows
+  for (const int64_t n : {1, 5, 300}) {  // 300: the packed GEMM where in allows (and more than one Eigen tile)
     for (const int64_t in : {7, 301}) {
       INFO("n " << n << ", in " << in);
       const Tensor<bf16> w = rng.normal<float>({130, in}).to<bf16>();  // 130: more than one block of weight rows
@@ -91,10 +93,15 @@ TEST_CASE("the input gradient through bf16 weights equals dy times the converted
 }
 
 TEST_CASE("a bf16-stored Dense over zero input features gives its bias", "[llm][bf16]") {
-  llm::Dense<float> d;
-  d.weight_bf16 = Tensor<bf16>::zeros({3, 0});
-  d.bias = autograd::Variable<float>(Tensor<float>::from({1, 2, 3}, {3}));
-  const auto y = d(autograd::Variable<float>(Tensor<float>::zeros({2, 0}))).value();
-  REQUIRE(y.shape() == Shape{2, 3});
-  CHECK(y.to_vector() == std::vector<float>{1, 2, 3, 1, 2, 3});
+  for (const int64_t out : {3, 40}) {  // 40 outputs: the packed GEMM from kPackedGemmRows rows on
+    llm::Dense<float> d;
+    d.weight_bf16 = Tensor<bf16>::zeros({out, 0});
+    const Tensor<float> bias = Rng(15).normal<float>({out});
+    d.bias = autograd::Variable<float>(bias);
+    for (const int64_t n : {2, 50}) {
+      const auto y = d(autograd::Variable<float>(Tensor<float>::zeros({n, 0}))).value();
+      REQUIRE(y.shape() == Shape{n, out});
+      CHECK(max_abs_diff(y, ops::add(Tensor<float>::zeros({n, out}), bias)) == 0.0);
+    }
+  }
 }

@@ -2,11 +2,13 @@
 // Inference kernels over bf16-stored weights with float activations and float accumulation, so a
 // model's weights take half the memory (Llama-3.1-8B: 16 GB) and decode reads half the bytes.
 //
-// linear_bf16: y [n, out] = x [n, in] · wᵀ + b, w bf16 [out, in]: a register-blocked kernel over
+// linear_bf16: y [n, out] = x [n, in] · wᵀ + b, w bf16 [out, in]. From kPackedGemmRows rows of x on
+// (prefill) it runs on the packed float GEMM of ops/cpu/matmul.hpp, which widens w to float as it
+// packs it. Fewer rows (decode) run on a register-blocked kernel over
 // tiles of kTileW weight rows × kTileX rows of x, one vector accumulator per output along `in`. Each
 // weight vector is converted bf16 -> float once in registers for kTileX rows, each x vector used for
 // kTileW rows, and neither operand is packed or transposed. Weight rows go in blocks that stay in L2
-// while every group of x rows passes over them (prefill). Decode (a few rows: one token per row of
+// while every group of x rows passes over them. Decode (a few rows: one token per row of
 // the batch, beams included) is memory-bound and reads each weight once per group of kTileX rows;
 // the same tiles serve it better than a one-row-at-a-time GEMV, whose per-weight conversion and
 // x loads made 3 rows compute-bound (Qwen2.5-0.5B shape, one thread: batch-3 step 119-122 -> 61-62 ms,
@@ -64,19 +66,10 @@ using ops::impl::kLanes;
 using ops::impl::SgemmVec;
 #if defined(__AVX512F__)
 inline constexpr int kTileW = 4, kTileX = 4;  // 16 zmm accumulators + 4 weight vectors
-// bf16 -> float is a zero-extension and a 16-bit shift.
-inline SgemmVec load_bf16(const uint16_t* p) {
-  return _mm512_castsi512_ps(
-      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
-}
 inline SgemmVec fmadd(SgemmVec a, SgemmVec b, SgemmVec c) { return _mm512_fmadd_ps(a, b, c); }
 inline float lane_sum(SgemmVec v) { return _mm512_reduce_add_ps(v); }
 #else
 inline constexpr int kTileW = 4, kTileX = 2;  // 8 ymm accumulators + 4 weight vectors of the 16 registers
-inline SgemmVec load_bf16(const uint16_t* p) {
-  return _mm256_castsi256_ps(
-      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
-}
 inline SgemmVec fmadd(SgemmVec a, SgemmVec b, SgemmVec c) { return _mm256_fmadd_ps(a, b, c); }
 inline float lane_sum(SgemmVec v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -84,6 +77,8 @@ inline float lane_sum(SgemmVec v) {
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 #endif
+inline SgemmVec load_bf16(const uint16_t* p) { return ops::impl::sgemm_loadu_widened(reinterpret_cast<const bf16*>(p)); }
+
 // Weight bytes per block: a block stays in L2 (1 MiB on Zen 4, 256 KiB and more elsewhere) while
 // every group of x rows passes over it.
 inline constexpr int64_t kBlockBytes = 192 * 1024;
@@ -165,14 +160,34 @@ inline void linear_cols(const float* x, int64_t n, int64_t in, const uint16_t* w
     }
   }
 }
+
+// From this many rows of x on (prefill), linear_bf16 runs on the packed float GEMM of
+// ops/cpu/matmul.hpp, the weights widened as its B panels are packed: its 12×32 register tiles
+// reuse every loaded value more than the tiles above, which pay for it in horizontal sums. Measured
+// (Qwen2.5-0.5B's projections, AVX-512): even at 32 rows, the GEMM 1.2-1.5x faster from 64 on.
+inline constexpr int64_t kPackedGemmRows = 48;
+
+inline ops::impl::MatRef<const bf16> bf16_matrix(const uint16_t* w, int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
+  return {reinterpret_cast<const bf16*>(w), rows, cols, rs, cs};
+}
 #endif
 
 // x [n, in], w [out, in] (bf16 bits), b [out] or null, y [n, out]: all contiguous.
 inline void linear_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w, int64_t out, const float* b,
                         float* y) {
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+  if (n >= kPackedGemmRows && out >= ops::impl::kNR) {
+    ops::impl::sgemm_packed(ops::impl::MatRef<const float>{x, n, in, in, 1}, bf16_matrix(w, in, out, 1, in),
+                            ops::impl::MatRef<float>{y, n, out, out, 1}, false);
+    if (b)
+      parallel_for(0, n, std::max<int64_t>(1, 16384 / out), [&](int64_t lo, int64_t hi) {
+        for (int64_t r = lo; r < hi; ++r)
+          for (int64_t o = 0; o < out; ++o) y[r * out + o] += b[o];
+      });
+    return;
+  }
   // At least 64 weight rows (>= 100 KB) per task; parallel_for makes up to 4 tasks per thread, so
   // small projections still split evenly.
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
   parallel_for(0, out, 64, [&](int64_t lo, int64_t hi) { linear_cols(x, n, in, w, b, y, out, lo, hi); });
 #else
   linear_bf16_reference(x, n, in, w, out, b, y);
@@ -180,15 +195,21 @@ inline void linear_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w
 }
 
 // dx [n, in] = dy [n, out] · w, w bf16 [out, in]: the input gradient of linear_bf16, for training
-// through a frozen bf16 weight (no weight gradient). Work items are tiles of kBackwardRows rows of dy
-// by kBackwardCols columns of dx; each converts kBlockRows × kBackwardCols tiles of w to float and
-// accumulates dy[:, rows] · tile over the rows of w in order, so every dx element is summed by one
-// thread in a fixed order and the result does not depend on the thread count.
+// through a frozen bf16 weight (no weight gradient). On AVX2/AVX-512 the packed float GEMM widens w
+// as it packs it. Otherwise (and below one 12×32 tile) work items are tiles of kBackwardRows rows of
+// dy by kBackwardCols columns of dx; each converts kBlockRows × kBackwardCols tiles of w to float and
+// accumulates dy[:, rows] · tile over the rows of w in order, on Eigen. Either way every dx element
+// is summed by one thread in a fixed order and the result does not depend on the thread count.
 inline constexpr int64_t kBackwardRows = 256;
 inline constexpr int64_t kBackwardCols = 256;
 
 inline void linear_bf16_backward_input(const float* dy, int64_t n, int64_t out, const uint16_t* w, int64_t in,
                                        float* dx) {
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+  if (n >= ops::impl::kMR && in >= ops::impl::kNR)
+    return ops::impl::sgemm_packed(ops::impl::MatRef<const float>{dy, n, out, out, 1}, bf16_matrix(w, out, in, in, 1),
+                                   ops::impl::MatRef<float>{dx, n, in, in, 1}, false);
+#endif
   using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using Stride = Eigen::OuterStride<>;
   const int64_t row_tiles = (n + kBackwardRows - 1) / kBackwardRows, col_tiles = (in + kBackwardCols - 1) / kBackwardCols;
