@@ -77,8 +77,6 @@ inline float lane_sum(SgemmVec v) {
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 #endif
-inline SgemmVec load_bf16(const uint16_t* p) { return ops::impl::sgemm_loadu_widened(reinterpret_cast<const bf16*>(p)); }
-
 // Weight bytes per block: a block stays in L2 (1 MiB on Zen 4, 256 KiB and more elsewhere) while
 // every group of x rows passes over it.
 inline constexpr int64_t kBlockBytes = 192 * 1024;
@@ -101,7 +99,7 @@ inline void tile(const float* x, int64_t in, const uint16_t* w, const uint16_t* 
 #pragma GCC unroll 4
     for (int j = 0; j < NW; ++j) {
       if constexpr (NW > 1) _mm_prefetch(reinterpret_cast<const char*>(ahead + NW * k + j * kLanes), _MM_HINT_T2);
-      wv[j] = load_bf16(w + j * in + k);
+      wv[j] = ops::impl::sgemm_loadu_widened(reinterpret_cast<const bf16*>(w + j * in + k));
     }
     // Unrolled so the accumulators stay in registers.
 #pragma GCC unroll 4

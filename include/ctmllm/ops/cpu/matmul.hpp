@@ -4,7 +4,8 @@
 // double, skinny float products and builds without those ISAs run on Eigen, each matrix mapped in
 // place (row-major when its rows are contiguous, column-major when its columns are, i.e. a
 // transposed view), so transposes cost no copy and the product writes straight into the output.
-// Either way work is split into fixed tiles whatever the thread count, so results never depend on it.
+// Either way each output element is summed by one thread in a fixed order, so results never depend
+// on the thread count (only the number of tasks does).
 #include <algorithm>
 #include <type_traits>
 
