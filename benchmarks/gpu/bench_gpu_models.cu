@@ -52,14 +52,16 @@ constexpr int64_t kDecodeSteps = 64;  // timed decode steps per batch size
 
 void vit3d_b_fwd_bf16(benchmark::State& state, int64_t batch) {
   if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
-  const vision::ViT3DConfig c;  // ViT-B, 32×256×256, patch 4×16×16
-  vision::ViT3D<bf16, Cuda> vit(c);
-  Rng rng(1);
-  vit.init(rng);
-  const autograd::Variable<bf16, Cuda> x(device_normal<bf16>({batch, 1, 32, 256, 256}, 2));
-  autograd::NoGradGuard no_grad;
-  time_on_device(state, 0, bench::vit3d_forward_flops(c, batch),
-                 [&] { benchmark::DoNotOptimize(vit.forward(x).tokens.value()); });
+  bench_gpu::report_errors(state, [&] {
+    const vision::ViT3DConfig c;  // ViT-B, 32×256×256, patch 4×16×16
+    vision::ViT3D<bf16, Cuda> vit(c);
+    Rng rng(1);
+    vit.init(rng);
+    const autograd::Variable<bf16, Cuda> x(device_normal<bf16>({batch, 1, 32, 256, 256}, 2));
+    autograd::NoGradGuard no_grad;
+    time_on_device(state, 0, bench::vit3d_forward_flops(c, batch),
+                   [&] { benchmark::DoNotOptimize(vit.forward(x).tokens.value()); });
+  });
 }
 void vit3d_b_fwd_bf16_B1(benchmark::State& state) { vit3d_b_fwd_bf16(state, 1); }
 void vit3d_b_fwd_bf16_B2(benchmark::State& state) { vit3d_b_fwd_bf16(state, 2); }
@@ -116,55 +118,61 @@ autograd::Variable<bf16, Cuda> prompt_embeddings(int64_t batch) {
 
 void llama8b_prefill512_bf16(benchmark::State& state, int64_t batch) {
   if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
-  const auto& model = llama8b();
-  llm::DecoderInput<bf16, Cuda> in;
-  in.inputs_embeds = prompt_embeddings(batch);
-  in.logits_to_keep = 1;
-  autograd::NoGradGuard no_grad;
-  const double params = double(model.parameters().numel());
-  time_on_device(state, 0, 2.0 * params * double(batch * kPrefill),
-                 [&] { benchmark::DoNotOptimize(model.forward(in).logits.value()); });
+  bench_gpu::report_errors(state, [&] {
+    const auto& model = llama8b();
+    llm::DecoderInput<bf16, Cuda> in;
+    in.inputs_embeds = prompt_embeddings(batch);
+    in.logits_to_keep = 1;
+    autograd::NoGradGuard no_grad;
+    // The matmuls' parameters: every one but the embedding table, which is only gathered from.
+    const io::LlmConfig& cfg = model.config();
+    const double params = double(model.parameters().numel() - cfg.vocab_size * cfg.hidden_size);
+    time_on_device(state, 0, 2.0 * params * double(batch * kPrefill),
+                   [&] { benchmark::DoNotOptimize(model.forward(in).logits.value()); });
+  });
 }
 void llama8b_prefill512_bf16_B1(benchmark::State& state) { llama8b_prefill512_bf16(state, 1); }
 void llama8b_prefill512_bf16_B3(benchmark::State& state) { llama8b_prefill512_bf16(state, 3); }
 
 void llama8b_decode_step_bf16(benchmark::State& state, int64_t batch, bool graph) {
   if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
-  const auto& model = llama8b();
-  autograd::NoGradGuard no_grad;
-  llm::KvCache<bf16, Cuda> cache = model.make_cache(batch, kPrefill + kDecodeWarmup + kDecodeSteps);
-  // Greedy: each row's next token is the argmax of its last logits, taken on the device as
-  // generate() takes it (B ids come back, not B·V logits).
-  std::vector<int64_t> next(static_cast<size_t>(batch));
-  const auto choose = [&](const autograd::Variable<bf16, Cuda>& logits) {
-    next = ops::argmax(logits.value(), 2).to_vector();
-  };
-  llm::DecoderInput<bf16, Cuda> prefill;
-  prefill.inputs_embeds = prompt_embeddings(batch);
-  prefill.cache = &cache;
-  prefill.logits_to_keep = 1;
-  choose(model.forward(prefill).logits);
-  llm::StaticDecodeStep<bf16, Cuda> fixed(model, cache);
-  const auto step = [&] {
-    if (graph) return choose(fixed(next));
-    llm::DecoderInput<bf16, Cuda> in;
-    in.input_ids = Tensor<int64_t, Cpu>::from(std::span<const int64_t>(next), {batch, 1}).to_device<Cuda>();
-    in.cache = &cache;
-    choose(model.forward(in).logits);
-  };
-  for (int64_t i = 0; i < kDecodeWarmup; ++i) step();
-  for (auto _ : state) {
-    const auto t0 = std::chrono::steady_clock::now();
-    step();
-    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  state.counters["weight_bytes_per_second"] =
-      benchmark::Counter(bench::decode_weight_bytes(model), benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["tokens_per_second"] = benchmark::Counter(double(batch), benchmark::Counter::kIsIterationInvariantRate);
-  if (graph) {
-    state.counters["graph"] = fixed.graph_captured() ? 1 : 0;
-    if (!fixed.graph_captured()) state.SetLabel("no graph: " + fixed.graph_failure());
-  }
+  bench_gpu::report_errors(state, [&] {
+    const auto& model = llama8b();
+    autograd::NoGradGuard no_grad;
+    llm::KvCache<bf16, Cuda> cache = model.make_cache(batch, kPrefill + kDecodeWarmup + kDecodeSteps);
+    // Greedy: each row's next token is the argmax of its last logits, taken on the device as
+    // generate() takes it (B ids come back, not B·V logits).
+    std::vector<int64_t> next(static_cast<size_t>(batch));
+    const auto choose = [&](const autograd::Variable<bf16, Cuda>& logits) {
+      next = ops::argmax(logits.value(), 2).to_vector();
+    };
+    llm::DecoderInput<bf16, Cuda> prefill;
+    prefill.inputs_embeds = prompt_embeddings(batch);
+    prefill.cache = &cache;
+    prefill.logits_to_keep = 1;
+    choose(model.forward(prefill).logits);
+    llm::StaticDecodeStep<bf16, Cuda> fixed(model, cache);
+    const auto step = [&] {
+      if (graph) return choose(fixed(next));
+      llm::DecoderInput<bf16, Cuda> in;
+      in.input_ids = Tensor<int64_t, Cpu>::from(std::span<const int64_t>(next), {batch, 1}).to_device<Cuda>();
+      in.cache = &cache;
+      choose(model.forward(in).logits);
+    };
+    for (int64_t i = 0; i < kDecodeWarmup; ++i) step();
+    for (auto _ : state) {
+      const auto t0 = std::chrono::steady_clock::now();
+      step();
+      state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    state.counters["weight_bytes_per_second"] =
+        benchmark::Counter(bench::decode_weight_bytes(model), benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["tokens_per_second"] = benchmark::Counter(double(batch), benchmark::Counter::kIsIterationInvariantRate);
+    if (graph) {
+      state.counters["graph"] = fixed.graph_captured() ? 1 : 0;
+      if (!fixed.graph_captured()) state.SetLabel("no graph: " + fixed.graph_failure());
+    }
+  });
 }
 void llama8b_decode_step_bf16_B1(benchmark::State& state) { llama8b_decode_step_bf16(state, 1, true); }
 void llama8b_decode_step_bf16_B3(benchmark::State& state) { llama8b_decode_step_bf16(state, 3, true); }
@@ -173,47 +181,49 @@ void llama8b_decode_step_bf16_B3_direct(benchmark::State& state) { llama8b_decod
 
 void train_step_8b(benchmark::State& state, train::FineTuneMode mode) {
   if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
-  constexpr int64_t kBatch = 2, kTokens = 768, kIgnored = 300;
-  mllm::MllmConfig config;  // ViT-B on 32×256×256, SPP to 4096: 256 visual tokens
-  config.image_token_id = 128002;
-  mllm::Model<bf16, Cuda> model(config, llama8b());  // shares the 8B weights with the decode benchmarks
-  Rng rng(4);
-  model.init(rng);
-  train::FineTuneOptions finetune;
-  finetune.mode = mode;
-  const train::FineTune<bf16, Cuda> ft = train::prepare_finetune(model.llm(), finetune);
-  std::vector<autograd::Variable<bf16, Cuda>> params = model.vision().parameters().trainable();
-  for (const auto& p : model.projector_parameters().trainable()) params.push_back(p);
-  for (const auto& p : train::trainable_parameters(model.llm(), ft)) params.push_back(p);
-  train::MasterWeights<bf16, Cuda> master(params);
-  train::AdamW<float, Cuda> opt(master.params(), {.lr = 5e-5, .weight_decay = 0.0});
-  Tensor<int64_t, Cpu> ids = bench::synthetic_ids(kBatch, kTokens, 128000);
-  for (int64_t b = 0; b < kBatch; ++b)
-    for (int64_t s = 1; s <= config.visual_tokens(); ++s) ids.at(b, s) = config.image_token_id;
-  Tensor<int64_t, Cpu> labels = ids.clone();
-  for (int64_t b = 0; b < kBatch; ++b)
-    for (int64_t s = 0; s < kIgnored; ++s) labels.at(b, s) = -100;
-  const mllm::MllmInput<bf16, Cuda> in{.input_ids = ids.to_device<Cuda>(),
-                                       .ct = device_normal<bf16>({kBatch, 1, 32, 256, 256}, 5),
-                                       .labels = labels.to_device<Cuda>()};
-  const auto step = [&] {
-    for (auto& p : params) p.zero_grad();
-    model.forward(in).loss.backward();
-    master.load_grads();
-    opt.step();
-    master.write_back();  // reads a flag back: the device is done when it returns
-  };
-  ctmllm::cuda::allocator().reset_peak();
-  for (int i = 0; i < 2; ++i) step();  // warm-up: moments, cuBLASLt heuristics, the allocator's cache
-  for (auto _ : state) {
-    const auto t0 = std::chrono::steady_clock::now();
-    step();
-    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  int64_t trainable = 0;
-  for (const auto& p : params) trainable += p.value().numel();
-  state.counters["trainable_params"] = double(trainable);
-  state.counters["peak_GiB"] = double(ctmllm::cuda::allocator().stats().peak_in_use) / double(1 << 30);
+  bench_gpu::report_errors(state, [&] {
+    constexpr int64_t kBatch = 2, kTokens = 768, kIgnored = 300;
+    mllm::MllmConfig config;  // ViT-B on 32×256×256, SPP to 4096: 256 visual tokens
+    config.image_token_id = 128002;
+    mllm::Model<bf16, Cuda> model(config, llama8b());  // shares the 8B weights with the decode benchmarks
+    Rng rng(4);
+    model.init(rng);
+    train::FineTuneOptions finetune;
+    finetune.mode = mode;
+    const train::FineTune<bf16, Cuda> ft = train::prepare_finetune(model.llm(), finetune);
+    std::vector<autograd::Variable<bf16, Cuda>> params = model.vision().parameters().trainable();
+    for (const auto& p : model.projector_parameters().trainable()) params.push_back(p);
+    for (const auto& p : train::trainable_parameters(model.llm(), ft)) params.push_back(p);
+    train::MasterWeights<bf16, Cuda> master(params);
+    train::AdamW<float, Cuda> opt(master.params(), {.lr = 5e-5, .weight_decay = 0.0});
+    Tensor<int64_t, Cpu> ids = bench::synthetic_ids(kBatch, kTokens, 128000);
+    for (int64_t b = 0; b < kBatch; ++b)
+      for (int64_t s = 1; s <= config.visual_tokens(); ++s) ids.at(b, s) = config.image_token_id;
+    Tensor<int64_t, Cpu> labels = ids.clone();
+    for (int64_t b = 0; b < kBatch; ++b)
+      for (int64_t s = 0; s < kIgnored; ++s) labels.at(b, s) = -100;
+    const mllm::MllmInput<bf16, Cuda> in{.input_ids = ids.to_device<Cuda>(),
+                                         .ct = device_normal<bf16>({kBatch, 1, 32, 256, 256}, 5),
+                                         .labels = labels.to_device<Cuda>()};
+    const auto step = [&] {
+      for (auto& p : params) p.zero_grad();
+      model.forward(in).loss.backward();
+      master.load_grads();
+      opt.step();
+      master.write_back();  // reads a flag back: the device is done when it returns
+    };
+    ctmllm::cuda::allocator().reset_peak();
+    for (int i = 0; i < 2; ++i) step();  // warm-up: moments, cuBLASLt heuristics, the allocator's cache
+    for (auto _ : state) {
+      const auto t0 = std::chrono::steady_clock::now();
+      step();
+      state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    int64_t trainable = 0;
+    for (const auto& p : params) trainable += p.value().numel();
+    state.counters["trainable_params"] = double(trainable);
+    state.counters["peak_GiB"] = double(ctmllm::cuda::allocator().stats().peak_in_use) / double(1 << 30);
+  });
 }
 void train_frozen_llm_B2_L768_step(benchmark::State& state) { train_step_8b(state, train::FineTuneMode::frozen); }
 void train_lora_r16_B2_L768_step(benchmark::State& state) { train_step_8b(state, train::FineTuneMode::lora); }

@@ -177,28 +177,30 @@ void linear_bf16_14336x4096_B3(benchmark::State& state) { time_linear_bf16(state
 void time_attention(benchmark::State& state, int64_t B, int64_t Hq, int64_t Hkv, int64_t Sq, int64_t Sk, int64_t D,
                     bool causal, bool backward, bool fallback = false) {
   if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
+  bench_gpu::report_errors(state, [&] {
 #ifdef CTMLLM_HAS_CUDNN_FRONTEND
-  std::optional<ops::ScopedAttentionFallback> own_kernels;
-  if (fallback) own_kernels.emplace();
-  const int64_t cudnn_runs = ops::cudnn_sdpa_runs();
+    std::optional<ops::ScopedAttentionFallback> own_kernels;
+    if (fallback) own_kernels.emplace();
+    const int64_t cudnn_runs = ops::cudnn_sdpa_runs();
 #endif
-  const auto q = device_normal<bf16>({B, Hq, Sq, D}, 21), k = device_normal<bf16>({B, Hkv, Sk, D}, 22);
-  const auto v = device_normal<bf16>({B, Hkv, Sk, D}, 23), dy = device_normal<bf16>({B, Hq, Sq, D}, 24);
-  const ops::AttentionOptions<Cuda> opts{.causal = causal};
-  // Visible (query, key) pairs: all, or about half under a causal mask over equal lengths.
-  const double pairs = double(B * Hq) * double(Sq) * double(Sk) * (causal && Sq == Sk ? 0.5 : 1.0);
-  const double flops = (backward ? 10.0 : 4.0) * pairs * double(D);  // 2 GEMMs forward, 5 backward
-  const double bytes = 2.0 * double(B) * double(Hq * Sq + 2 * Hkv * Sk) * double(D) * (backward ? 2.0 : 1.0);
-  if (!backward) {
-    time_on_device(state, bytes, flops, [&] { benchmark::DoNotOptimize(ops::attention(q, k, v, opts)); });
-  } else {
-    const auto fwd = ops::attention(q, k, v, opts);
-    time_on_device(state, bytes, flops,
-                   [&] { benchmark::DoNotOptimize(ops::attention_backward(dy, q, k, v, fwd, opts)); });
-  }
+    const auto q = device_normal<bf16>({B, Hq, Sq, D}, 21), k = device_normal<bf16>({B, Hkv, Sk, D}, 22);
+    const auto v = device_normal<bf16>({B, Hkv, Sk, D}, 23), dy = device_normal<bf16>({B, Hq, Sq, D}, 24);
+    const ops::AttentionOptions<Cuda> opts{.causal = causal};
+    // Visible (query, key) pairs: all, or about half under a causal mask over equal lengths.
+    const double pairs = double(B * Hq) * double(Sq) * double(Sk) * (causal && Sq == Sk ? 0.5 : 1.0);
+    const double flops = (backward ? 10.0 : 4.0) * pairs * double(D);  // 2 GEMMs forward, 5 backward
+    const double bytes = 2.0 * double(B) * double(Hq * Sq + 2 * Hkv * Sk) * double(D) * (backward ? 2.0 : 1.0);
+    if (!backward) {
+      time_on_device(state, bytes, flops, [&] { benchmark::DoNotOptimize(ops::attention(q, k, v, opts)); });
+    } else {
+      const auto fwd = ops::attention(q, k, v, opts);
+      time_on_device(state, bytes, flops,
+                     [&] { benchmark::DoNotOptimize(ops::attention_backward(dy, q, k, v, fwd, opts)); });
+    }
 #ifdef CTMLLM_HAS_CUDNN_FRONTEND
-  state.counters["cudnn_sdpa"] = ops::cudnn_sdpa_runs() > cudnn_runs ? 1 : 0;
+    state.counters["cudnn_sdpa"] = ops::cudnn_sdpa_runs() > cudnn_runs ? 1 : 0;
 #endif
+  });
 }
 
 void attention_fwd_bf16_vitb_1x12x2049x64(benchmark::State& state) { time_attention(state, 1, 12, 12, 2049, 2049, 64, false, false); }

@@ -3,6 +3,8 @@
 // ops stream (Google Benchmark's manual time). Without a GPU every benchmark skips.
 #include <benchmark/benchmark.h>
 
+#include <exception>
+
 #include "ctmllm/core.hpp"
 #include "ctmllm/core/cuda/event.hpp"
 
@@ -13,6 +15,18 @@ Tensor<T, Cuda> device_normal(const Shape& s, uint64_t seed, double std = 1.0) {
   return Rng(seed).normal<float>(s, 0.0, std).to<T>().template to_device<Cuda>();
 }
 
+// Runs a benchmark's body; an exception (a case cuDNN refuses, out of memory) becomes this
+// benchmark's error instead of ending the program, which would lose every other result with it (the
+// JSON output is written at the end).
+template <class Body>
+void report_errors(benchmark::State& state, Body&& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
 // Times f() per iteration with device events; bytes and flops per call feed the rate counters.
 template <class F>
 void time_on_device(benchmark::State& state, double bytes, double flops, F&& f) {
@@ -20,15 +34,20 @@ void time_on_device(benchmark::State& state, double bytes, double flops, F&& f) 
     state.SkipWithError("no CUDA device");
     return;
   }
-  f();  // warm-up: handles, cuBLASLt heuristics, allocator cache
-  ctmllm::cuda::synchronize();
-  ctmllm::cuda::Event start, stop;  // qualified: CUB (embedding) declares a global namespace cuda
-  for (auto _ : state) {
-    start.record();
-    f();
-    stop.record();
-    state.SetIterationTime(ctmllm::cuda::elapsed_ms(start, stop) / 1e3);
-  }
+  bool ok = false;
+  report_errors(state, [&] {
+    f();  // warm-up: handles, cuBLASLt heuristics, allocator cache
+    ctmllm::cuda::synchronize();
+    ctmllm::cuda::Event start, stop;  // qualified: CUB (embedding) declares a global namespace cuda
+    for (auto _ : state) {
+      start.record();
+      f();
+      stop.record();
+      state.SetIterationTime(ctmllm::cuda::elapsed_ms(start, stop) / 1e3);
+    }
+    ok = true;
+  });
+  if (!ok) return;
   if (bytes > 0) state.counters["bytes_per_second"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
   if (flops > 0) state.counters["flops"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
 }

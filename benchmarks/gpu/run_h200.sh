@@ -75,14 +75,24 @@ if [[ -n $prebuilt ]]; then
     # Catch exits with its count of failed checks, up to 255; xargs stops everything at 255.
     return $((rc == 0 ? 0 : 1))
   }
+  # A binary's case names, one per line: Catch2 v2's option, else v3's (prebuild.sh links whichever
+  # Catch2 the building machine has).
+  list_cases() {
+    local names
+    names=$("$prebuilt/$1" --list-test-names-only 2>/dev/null)
+    [[ -n $names ]] || names=$("$prebuilt/$1" --list-tests --verbosity quiet 2>/dev/null)
+    sed '/^$/d' <<<"$names"
+  }
   export -f run_case
   export root prebuilt
   for bin in ctmllm_test_cuda ctmllm_test_nccl; do
     [[ -x $prebuilt/$bin ]] || continue
-    "$prebuilt/$bin" --list-test-names-only | sed '/^$/d' | sed "s|^|$bin\t|"
+    list_cases "$bin" | sed "s|^|$bin\t|"
   done | tr '\n\t' '\0\0' | xargs -0 -P4 -n2 bash -c 'run_case "$1" "$2"' _ | tee "$out/ctest.log"
   tests_rc=${PIPESTATUS[2]}
   echo "$(grep -c '^ok' "$out/ctest.log") cases passed, $(grep -c '^FAIL' "$out/ctest.log") failed"
+  # No case listed is a failure, not a pass.
+  if ! grep -q '^ok\|^FAIL' "$out/ctest.log"; then echo "ERROR: no test case listed"; tests_rc=1; fi
 else
   # (not the compile-time error tests: they compile headers and need no GPU)
   ctest --test-dir "$build" -R "^(cuda|nccl)" -E "compile-time error" --output-on-failure -j4 --timeout 300 2>&1 |

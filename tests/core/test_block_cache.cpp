@@ -134,6 +134,32 @@ TEST_CASE("try_allocate returns null out of memory and keeps the cached blocks",
   CHECK(live.empty());
 }
 
+TEST_CASE("try_allocate can release the cache first and still throws what is not out of memory",
+          "[core][allocator]") {
+  std::map<void*, size_t> live;
+  int frees_to_fail = 0;
+  BlockCache<FakeBackend> cache(FakeBackend{.limit = 4096, .live = &live, .frees_to_fail = &frees_to_fail});
+  void* a = cache.allocate(3000);
+  cache.deallocate(a);
+  // Asked to, it hands the cached 3072 bytes back and retries: 2048 fit then.
+  void* b = cache.try_allocate(2048, nullptr, OnOutOfMemory::release_cached_and_retry);
+  REQUIRE(b != nullptr);
+  CHECK(cache.cached_bytes() == 0);
+  CHECK(live.size() == 1);
+  // Still too big after a release: null, not an Error.
+  CHECK(cache.try_allocate(4096, nullptr, OnOutOfMemory::release_cached_and_retry) == nullptr);
+  // A backend failure that is not out of memory (a free on a broken context) is no reason for a
+  // fallback: it throws.
+  void* c = cache.allocate(1024);
+  cache.deallocate(c);
+  frees_to_fail = 1;
+  CHECK_THROWS_WITH(cache.try_allocate(3000, nullptr, OnOutOfMemory::release_cached_and_retry),
+                    Catch::Matchers::Contains("fake cudaFree failed"));
+  cache.deallocate(b);
+  cache.release_cached();
+  CHECK(live.empty());
+}
+
 TEST_CASE("a freed block goes back to its stream's free list only", "[core][allocator]") {
   std::map<void*, size_t> live;
   BlockCache<FakeBackend> cache(FakeBackend{.live = &live});

@@ -34,6 +34,7 @@ TEST_CASE("BoundedCache builds a value once per key and keeps the latest", "[cor
   CHECK(cache.size() == 3);
   // 10 evicted 20 (built before 30 and 40): 20 is built again.
   CHECK(*cache.get(20, build) == "build 6");
+  CHECK(cache.builds() == 6);
   CHECK_THROWS_AS((BoundedCache<int, int>(0)), Error);
 }
 

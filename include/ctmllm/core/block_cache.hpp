@@ -67,11 +67,12 @@ class BlockCache {
 
   void* allocate(size_t bytes, StreamKey stream = nullptr) { return allocate(bytes, stream, on_oom_, true); }
 
-  // As allocate, but nullptr when the backend is out of memory, with the cached blocks left as they
-  // are: for an optional buffer with a fallback (a cuDNN workspace), which must not empty the cache
-  // on every call only to fail anyway. The caller decides whether releasing them would make room.
-  void* try_allocate(size_t bytes, StreamKey stream = nullptr) {
-    return allocate(bytes, stream, OnOutOfMemory::fail, false);
+  // As allocate, but nullptr when the backend is out of memory (its other failures still throw): for
+  // an optional buffer with a fallback (a cuDNN workspace). By default the cached blocks are left as
+  // they are, so that such a request does not empty the cache on every call only to fail anyway; the
+  // caller that found a release would make room passes release_cached_and_retry.
+  void* try_allocate(size_t bytes, StreamKey stream = nullptr, OnOutOfMemory on_oom = OnOutOfMemory::fail) {
+    return allocate(bytes, stream, on_oom, false);
   }
 
   // Bytes held in free blocks (reserved − in use).

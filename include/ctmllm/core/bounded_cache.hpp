@@ -34,6 +34,7 @@ class BoundedCache {
     }
     values_.emplace(key, value);
     order_.push_back(key);
+    ++builds_;
     return value;
   }
 
@@ -41,12 +42,18 @@ class BoundedCache {
     std::lock_guard<std::mutex> lock(mutex_);
     return values_.size();
   }
+  // Values built so far (evicted ones included).
+  size_t builds() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return builds_;
+  }
 
  private:
   size_t capacity_;
   mutable std::mutex mutex_;
   std::map<Key, std::shared_ptr<const Value>> values_;
   std::deque<Key> order_;  // keys in the order they were built
+  size_t builds_ = 0;
 };
 
 }  // namespace ctmllm

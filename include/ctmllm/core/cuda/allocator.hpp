@@ -172,11 +172,9 @@ inline std::shared_ptr<std::byte> try_allocate(size_t bytes) {
     size_t free_bytes = 0, total_bytes = 0;
     CTMLLM_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
     if (size_class(bytes) > free_bytes + shared.cached_bytes()) return nullptr;
-    try {
-      p = shared.allocate(bytes, stream);
-    } catch (const Error&) {  // the free memory is split between blocks too small for it
-      return nullptr;
-    }
+    // Still null when the free memory is split between blocks too small for it. A failing cudaFree
+    // or cudaMalloc (an earlier kernel's fault) throws: it is no reason to take the fallback.
+    p = shared.try_allocate(bytes, stream, OnOutOfMemory::release_cached_and_retry);
   }
   return p ? detail::hand_out(p, bytes, stream, pool, shared) : nullptr;
 }

@@ -49,9 +49,10 @@ __global__ void embedding_sort_keys_kernel(const Id* __restrict__ ids, int64_t n
 // Block k handles sorted position k when it starts a run of equal ids below V: dweight[id] = Σ over
 // the run's tokens (in token order) of dy[token].
 template <class T>
-__global__ void embedding_grad_kernel(const T* __restrict__ dy, const int64_t* __restrict__ sorted_ids,
-                                      const int64_t* __restrict__ tokens, T* __restrict__ dweight, int64_t N, int64_t H,
-                                      int64_t V) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    embedding_grad_kernel(const T* __restrict__ dy, const int64_t* __restrict__ sorted_ids,
+                          const int64_t* __restrict__ tokens, T* __restrict__ dweight, int64_t N, int64_t H,
+                          int64_t V) {
   for (int64_t k = blockIdx.x; k < N; k += gridDim.x) {
     const int64_t id = sorted_ids[k];
     if (id == V || (k > 0 && sorted_ids[k - 1] == id)) continue;  // bad ids, or not the start of its run

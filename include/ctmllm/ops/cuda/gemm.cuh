@@ -100,7 +100,8 @@ MatrixLayout lt_layout(int64_t rows, int64_t cols, int64_t ld, int64_t batch, in
 }
 
 // Everything a GEMM's plan depends on: shapes, layouts, batch strides, whether a bias is added, and
-// the operands' alignments (their addresses matter only through those).
+// the operands' alignments, the bias's included (their addresses matter only through those: an
+// algorithm chosen for a 256-byte-aligned bias is not offered one aligned to 16).
 struct GemmKey {
   int device = 0;
   DType dtype = DType::F32;
@@ -108,7 +109,7 @@ struct GemmKey {
   bool a_row_major = true, b_row_major = true;
   int64_t lda = 0, ldb = 0, a_batch_stride = 0, b_batch_stride = 0, c_batch_stride = 0;
   bool bias = false;
-  uint32_t align_a = 0, align_b = 0, align_c = 0;
+  uint32_t align_a = 0, align_b = 0, align_c = 0, align_bias = 0;
   auto operator<=>(const GemmKey&) const = default;
 };
 
@@ -195,6 +196,7 @@ void lt_matmul(const Mat<T>& a, const Mat<T>& b, T* c, int64_t batch, int64_t c_
   key.align_a = alignment_bytes(a.p, key.a_batch_stride);
   key.align_b = alignment_bytes(b.p, key.b_batch_stride);
   key.align_c = alignment_bytes<T>(c, key.c_batch_stride);
+  key.align_bias = bias ? alignment_bytes(bias, 0) : 0;
 
   const MatmulDesc desc = gemm_desc(key, bias);
   const std::shared_ptr<const GemmPlan> plan = gemm_plans().get(key, [&] { return build_gemm_plan<T>(key, desc.get()); });

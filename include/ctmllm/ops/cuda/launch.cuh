@@ -27,10 +27,16 @@ inline unsigned grid_rows(int64_t rows) {
   return unsigned(std::min<int64_t>(rows, 0x7fffffff));
 }
 
-// Threads for a row of n elements handled by one block: a multiple of the warp size, at most 1024.
+// The most threads of a row kernel's block. Row kernels declare it in __launch_bounds__, so that the
+// compiler keeps them within 64 registers a thread (spilling if it must): a block of 1024 threads
+// asking for more fails to launch.
+inline constexpr int kMaxRowThreads = 1024;
+
+// Threads for a row of n elements handled by one block: a multiple of the warp size, at most
+// kMaxRowThreads.
 inline unsigned threads_for_row(int64_t n, int64_t per_thread = 1) {
   const int64_t t = (n + per_thread - 1) / per_thread;
-  return unsigned(std::clamp<int64_t>((t + 31) / 32 * 32, 32, 1024));
+  return unsigned(std::clamp<int64_t>((t + 31) / 32 * 32, 32, kMaxRowThreads));
 }
 
 // Index of this thread in a grid-stride loop, and the loop's stride.

@@ -13,7 +13,7 @@
 namespace ctmllm::ops {
 namespace cuda_impl {
 
-inline constexpr int kTotalThreads = 1024;  // the one block of the kept-count / mean kernels
+inline constexpr int kTotalThreads = kMaxRowThreads;  // the one block of the kept-count / mean kernels
 
 // One block of kTotalThreads: the number of targets that are not `ignore`, and Σ row_loss over them
 // (when row_loss is not null), in double.
@@ -42,8 +42,9 @@ __device__ __forceinline__ void kept_and_total(const int64_t* __restrict__ targe
 
 // lse[r] = log Σ exp(x_r) and row_loss[r] = lse[r] − x_r[target] on kept rows; 0 and 0 on ignored ones.
 template <class T>
-__global__ void cross_entropy_rows_kernel(const T* __restrict__ x, const int64_t* __restrict__ targets, int64_t ignore,
-                                          float* __restrict__ lse, float* __restrict__ row_loss, int64_t N, int64_t C) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    cross_entropy_rows_kernel(const T* __restrict__ x, const int64_t* __restrict__ targets, int64_t ignore,
+                              float* __restrict__ lse, float* __restrict__ row_loss, int64_t N, int64_t C) {
   for (int64_t r = blockIdx.x; r < N; r += gridDim.x) {
     const int64_t t = targets[r];
     if (t == ignore) {  // the same branch for the whole block: no thread waits in a reduction alone
@@ -68,8 +69,9 @@ __global__ void cross_entropy_rows_kernel(const T* __restrict__ x, const int64_t
 
 // loss[0] = mean of row_loss over kept rows, 0 when none is kept. One block of kTotalThreads.
 template <class T>
-__global__ void cross_entropy_mean_kernel(const float* __restrict__ row_loss, const int64_t* __restrict__ targets,
-                                          int64_t N, int64_t ignore, T* __restrict__ loss) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    cross_entropy_mean_kernel(const float* __restrict__ row_loss, const int64_t* __restrict__ targets, int64_t N,
+                              int64_t ignore, T* __restrict__ loss) {
   double kept, total;
   kept_and_total(targets, row_loss, N, ignore, kept, total);
   if (threadIdx.x == 0) loss[0] = from_float<T>(float(kept > 0 ? total / kept : 0.0));
@@ -77,8 +79,9 @@ __global__ void cross_entropy_mean_kernel(const float* __restrict__ row_loss, co
 
 // scale[0] = dloss / (number of kept rows), 0 when none is kept. One block of kTotalThreads.
 template <class T>
-__global__ void cross_entropy_scale_kernel(const int64_t* __restrict__ targets, int64_t N, int64_t ignore,
-                                           const T* __restrict__ dloss, float* __restrict__ scale) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    cross_entropy_scale_kernel(const int64_t* __restrict__ targets, int64_t N, int64_t ignore,
+                               const T* __restrict__ dloss, float* __restrict__ scale) {
   double kept, total;
   kept_and_total(targets, nullptr, N, ignore, kept, total);
   if (threadIdx.x == 0) scale[0] = kept > 0 ? to_float(dloss[0]) / float(kept) : 0.0f;
@@ -87,9 +90,10 @@ __global__ void cross_entropy_scale_kernel(const int64_t* __restrict__ targets, 
 // dx_r = (exp(x_r − lse_r) − onehot(target)) · scale on kept rows, 0 on ignored rows, NaN on rows
 // whose target lies outside [0, C) (unchecked, under a graph capture).
 template <class T>
-__global__ void cross_entropy_grad_kernel(const T* __restrict__ x, const int64_t* __restrict__ targets,
-                                          const float* __restrict__ lse, const float* __restrict__ scale, int64_t ignore,
-                                          T* __restrict__ dx, int64_t N, int64_t C) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    cross_entropy_grad_kernel(const T* __restrict__ x, const int64_t* __restrict__ targets,
+                              const float* __restrict__ lse, const float* __restrict__ scale, int64_t ignore,
+                              T* __restrict__ dx, int64_t N, int64_t C) {
   const float s = scale[0];
   for (int64_t r = blockIdx.x; r < N; r += gridDim.x) {
     const int64_t t = targets[r];

@@ -33,8 +33,9 @@ __device__ __forceinline__ void max_warp_reduce(float& v, int64_t& k) {
 }
 
 template <class T>
-__global__ void max_rows_kernel(const T* __restrict__ x, T* __restrict__ values, int64_t* __restrict__ indices,
-                                int64_t rows, int64_t n) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    max_rows_kernel(const T* __restrict__ x, T* __restrict__ values, int64_t* __restrict__ indices, int64_t rows,
+                    int64_t n) {
   __shared__ float part_v[32];
   __shared__ int64_t part_k[32];
   const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;

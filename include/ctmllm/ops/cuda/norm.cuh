@@ -21,9 +21,10 @@ __device__ __forceinline__ float param_at(const T* w, int64_t c, float offset) {
 }
 
 template <class T>
-__global__ void layer_norm_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
-                                          T* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd,
-                                          int64_t rows, int64_t C, float eps) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    layer_norm_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
+                              T* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd, int64_t rows,
+                              int64_t C, float eps) {
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * C;
     T* yr = y + r * C;
@@ -47,9 +48,10 @@ __global__ void layer_norm_forward_kernel(const T* __restrict__ x, const T* __re
 
 // With n = (x − mean)·rstd and g = dy·weight: dx = (g − mean(g) − n·mean(g·n))·rstd.
 template <class T>
-__global__ void layer_norm_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const float* __restrict__ mean,
-                                     const float* __restrict__ rstd, const T* __restrict__ w, T* __restrict__ dx,
-                                     int64_t rows, int64_t C) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    layer_norm_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const float* __restrict__ mean,
+                         const float* __restrict__ rstd, const T* __restrict__ w, T* __restrict__ dx, int64_t rows,
+                         int64_t C) {
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * C;
     const T* gr = dy + r * C;
@@ -72,9 +74,10 @@ __global__ void layer_norm_dx_kernel(const T* __restrict__ dy, const T* __restri
 // y = rms_norm(x), or with a residual (not null) sum = T(x + residual) and y = rms_norm(sum): each
 // thread reads back only the sums it wrote itself, so the block needs no barrier between the passes.
 template <class T>
-__global__ void rms_norm_forward_kernel(const T* __restrict__ x, const T* __restrict__ residual, T* __restrict__ sum,
-                                        const T* __restrict__ w, float offset, T* __restrict__ y,
-                                        float* __restrict__ rstd, int64_t rows, int64_t C, float eps) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    rms_norm_forward_kernel(const T* __restrict__ x, const T* __restrict__ residual, T* __restrict__ sum,
+                            const T* __restrict__ w, float offset, T* __restrict__ y, float* __restrict__ rstd,
+                            int64_t rows, int64_t C, float eps) {
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * C;
     float s = 0.0f;
@@ -103,8 +106,9 @@ __global__ void rms_norm_forward_kernel(const T* __restrict__ x, const T* __rest
 
 // With n = x·rstd and g = dy·(weight + offset): dx = (g − n·mean(g·n))·rstd.
 template <class T>
-__global__ void rms_norm_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const float* __restrict__ rstd,
-                                   const T* __restrict__ w, float offset, T* __restrict__ dx, int64_t rows, int64_t C) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    rms_norm_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const float* __restrict__ rstd,
+                       const T* __restrict__ w, float offset, T* __restrict__ dx, int64_t rows, int64_t C) {
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * C;
     const T* gr = dy + r * C;

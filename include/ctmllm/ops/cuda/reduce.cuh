@@ -17,8 +17,9 @@ namespace cuda_impl {
 
 // y[o] = scale · Σ_r x[kept(o) + reduced(r)] over `count` reduced elements per output.
 template <class T>
-__global__ void sum_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t outputs, int64_t count,
-                           StridedOffsets<1> kept, StridedOffsets<1> reduced, float scale) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    sum_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t outputs, int64_t count, StridedOffsets<1> kept,
+               StridedOffsets<1> reduced, float scale) {
   for (int64_t o = blockIdx.x; o < outputs; o += gridDim.x) {
     int64_t base[1];
     kept.at(o, base);

@@ -84,10 +84,10 @@ struct RopeCacheOut {
 // rope_table_kernel computes it, lies in shared memory. A slot outside [0, L) (only reachable where
 // the host check is not due) writes no key and no value.
 template <class T>
-__global__ void rope_into_cache_kernel(RopeHeads<T> q, RopeHeads<T> k, RopeHeads<T> v,
-                                       const int64_t* __restrict__ positions, int64_t pos_sb, int64_t pos_ss, int64_t S,
-                                       int64_t Hq, int64_t Hkv, int64_t Dh, int64_t h, int64_t per_block,
-                                       RopeFrequencies freq, RopeCacheOut<T> out) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    rope_into_cache_kernel(RopeHeads<T> q, RopeHeads<T> k, RopeHeads<T> v, const int64_t* __restrict__ positions,
+                           int64_t pos_sb, int64_t pos_ss, int64_t S, int64_t Hq, int64_t Hkv, int64_t Dh, int64_t h,
+                           int64_t per_block, RopeFrequencies freq, RopeCacheOut<T> out) {
   __shared__ float table[2 * RopeFrequencies::kMax];
   const int64_t r = blockIdx.x, b = r / S, s = r % S;
   const double p = double(positions[b * pos_sb + s * pos_ss]);

@@ -321,8 +321,9 @@ std::optional<SdpaKey> sdpa_key(const Tensor<T, Cuda>& q, const Tensor<T, Cuda>&
 inline constexpr float kSdpaHiddenBias = -30000.0f;
 
 template <class T>
-__global__ void sdpa_bias_kernel(const uint8_t* __restrict__ keep, int64_t Sq, int64_t Sk, int64_t ld, bool causal,
-                                 T* __restrict__ bias, uint8_t* __restrict__ hidden) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    sdpa_bias_kernel(const uint8_t* __restrict__ keep, int64_t Sq, int64_t Sk, int64_t ld, bool causal,
+                     T* __restrict__ bias, uint8_t* __restrict__ hidden) {
   const int64_t i = blockIdx.x, b = blockIdx.y;
   T* row = bias + (b * Sq + i) * ld;
   const T zero = from_float<T>(0.0f), hide = from_float<T>(kSdpaHiddenBias);

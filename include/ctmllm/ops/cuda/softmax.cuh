@@ -11,7 +11,8 @@ namespace ctmllm::ops {
 namespace cuda_impl {
 
 template <class T>
-__global__ void softmax_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t n, bool log) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    softmax_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t n, bool log) {
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * n;
     T* yr = y + r * n;
@@ -48,8 +49,9 @@ __global__ void softmax_columns_kernel(const T* __restrict__ x, T* __restrict__ 
 
 // softmax: dx = y·(dy − Σ dy·y);  log_softmax: dx = dy − exp(y)·Σ dy.
 template <class T>
-__global__ void softmax_backward_rows_kernel(const T* __restrict__ dy, const T* __restrict__ y, T* __restrict__ dx,
-                                             int64_t rows, int64_t n, bool log) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    softmax_backward_rows_kernel(const T* __restrict__ dy, const T* __restrict__ y, T* __restrict__ dx, int64_t rows,
+                                 int64_t n, bool log) {
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* gr = dy + r * n;
     const T* yr = y + r * n;
