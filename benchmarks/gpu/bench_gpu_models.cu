@@ -69,39 +69,41 @@ void vit3d_b_fwd_bf16_B8(benchmark::State& state) { vit3d_b_fwd_bf16(state, 8); 
 
 void vit3d_b_fwd_bf16_B1_two_streams(benchmark::State& state) {
   if (!Cuda::available()) return time_on_device(state, 0, 0, [] {});
-  const vision::ViT3DConfig c;
-  vision::ViT3D<bf16, Cuda> vit(c);
-  Rng rng(1);
-  vit.init(rng);
-  using Input = autograd::Variable<bf16, Cuda>;
-  const std::array<Input, 2> x = {Input(device_normal<bf16>({1, 1, 32, 256, 256}, 2)),
-                                  Input(device_normal<bf16>({1, 1, 32, 256, 256}, 3))};
-  ctmllm::cuda::synchronize();
-  std::array<ctmllm::cuda::Stream, 2> streams;
-  std::array<std::string, 2> errors;
-  const auto forward_on = [&](size_t i) {
-    try {
-      autograd::NoGradGuard no_grad;  // per thread
-      const ctmllm::cuda::StreamScope scope(streams[i].get());
-      benchmark::DoNotOptimize(vit.forward(x[i]).tokens.value());
-      streams[i].synchronize();
-    } catch (const std::exception& e) {
-      errors[i] = e.what();
+  bench_gpu::report_errors(state, [&] {
+    const vision::ViT3DConfig c;
+    vision::ViT3D<bf16, Cuda> vit(c);
+    Rng rng(1);
+    vit.init(rng);
+    using Input = autograd::Variable<bf16, Cuda>;
+    const std::array<Input, 2> x = {Input(device_normal<bf16>({1, 1, 32, 256, 256}, 2)),
+                                    Input(device_normal<bf16>({1, 1, 32, 256, 256}, 3))};
+    ctmllm::cuda::synchronize();
+    std::array<ctmllm::cuda::Stream, 2> streams;
+    std::array<std::string, 2> errors;
+    const auto forward_on = [&](size_t i) {
+      try {
+        autograd::NoGradGuard no_grad;  // per thread
+        const ctmllm::cuda::StreamScope scope(streams[i].get());
+        benchmark::DoNotOptimize(vit.forward(x[i]).tokens.value());
+        streams[i].synchronize();
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    };
+    const auto both = [&] {
+      std::thread other(forward_on, size_t(1));
+      forward_on(0);
+      other.join();
+    };
+    both();  // warm-up
+    for (auto _ : state) {
+      const auto t0 = std::chrono::steady_clock::now();
+      both();
+      state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-  };
-  const auto both = [&] {
-    std::thread other(forward_on, size_t(1));
-    forward_on(0);
-    other.join();
-  };
-  both();  // warm-up
-  for (auto _ : state) {
-    const auto t0 = std::chrono::steady_clock::now();
-    both();
-    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  for (const std::string& e : errors)
-    if (!e.empty()) return state.SkipWithError(e.c_str());
+    for (const std::string& e : errors)
+      if (!e.empty()) return state.SkipWithError(e.c_str());
+  });
 }
 
 // The 8B decoder, built once (random weights drawn on the host take a while) and kept for the

@@ -34,7 +34,6 @@ void time_on_device(benchmark::State& state, double bytes, double flops, F&& f) 
     state.SkipWithError("no CUDA device");
     return;
   }
-  bool ok = false;
   report_errors(state, [&] {
     f();  // warm-up: handles, cuBLASLt heuristics, allocator cache
     ctmllm::cuda::synchronize();
@@ -45,11 +44,10 @@ void time_on_device(benchmark::State& state, double bytes, double flops, F&& f) 
       stop.record();
       state.SetIterationTime(ctmllm::cuda::elapsed_ms(start, stop) / 1e3);
     }
-    ok = true;
+    using benchmark::Counter;
+    if (bytes > 0) state.counters["bytes_per_second"] = Counter(bytes, Counter::kIsIterationInvariantRate);
+    if (flops > 0) state.counters["flops"] = Counter(flops, Counter::kIsIterationInvariantRate);
   });
-  if (!ok) return;
-  if (bytes > 0) state.counters["bytes_per_second"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
-  if (flops > 0) state.counters["flops"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 }  // namespace ctmllm::bench_gpu
