@@ -49,6 +49,19 @@ ResampleAxis<A> transpose_axis(const ResampleAxis<A>& a) {
   return t;
 }
 
+// s + w·x, rounded alike in both forward kernels below: one fused multiply-add where the target has
+// FMA, a multiply then an add where it has none. Left to the compiler, a vectorized loop and a scalar
+// one were contracted differently (an AVX2 build fused one and not the other, an AVX-512 build both),
+// so the channels-last kernel's result differed from the planar one in the last bit.
+template <class A>
+A resample_mul_add(A w, A x, A s) {
+#if defined(__FMA__) || defined(__aarch64__)
+  return std::fma(w, x, s);
+#else
+  return w * x + s;
+#endif
+}
+
 // PyTorch's compute_scales_value: 1/scale_factor when a scale factor was given, else in/out.
 template <class A>
 A resample_scale(int64_t in, int64_t out, std::optional<double> scale_factor) {
@@ -137,13 +150,13 @@ void resample_forward_channels_last(const Tensor<T, Cpu>& x, const Tensor<T, Cpu
           for (int64_t tw = aw.begin[size_t(ow)]; tw < aw.begin[size_t(ow + 1)]; ++tw) {
             const T* in = xb + ((ad.index[size_t(td)] * H + ah.index[size_t(th)]) * W + aw.index[size_t(tw)]) * C;
             const A w = aw.weight[size_t(tw)];
-            for (int64_t c = 0; c < C; ++c) sw[size_t(c)] += w * A(in[c]);
+            for (int64_t c = 0; c < C; ++c) sw[size_t(c)] = resample_mul_add(w, A(in[c]), sw[size_t(c)]);
           }
           const A w = ah.weight[size_t(th)];
-          for (int64_t c = 0; c < C; ++c) sh[size_t(c)] += w * sw[size_t(c)];
+          for (int64_t c = 0; c < C; ++c) sh[size_t(c)] = resample_mul_add(w, sw[size_t(c)], sh[size_t(c)]);
         }
         const A w = ad.weight[size_t(td)];
-        for (int64_t c = 0; c < C; ++c) sd[size_t(c)] += w * sh[size_t(c)];
+        for (int64_t c = 0; c < C; ++c) sd[size_t(c)] = resample_mul_add(w, sh[size_t(c)], sd[size_t(c)]);
       }
       T* out = y.data() + b * C * voxels + v % voxels;
       for (int64_t c = 0; c < C; ++c) out[c * voxels] = cast<T>(sd[size_t(c)]);
@@ -176,10 +189,10 @@ void resample_forward(const Tensor<T, Cpu>& x_in, const Tensor<T, Cpu>& y, const
               const T* row = plane + ah.index[size_t(th)] * W;
               A sw(0);
               for (int64_t tw = aw.begin[size_t(ow)]; tw < aw.begin[size_t(ow + 1)]; ++tw)
-                sw += aw.weight[size_t(tw)] * A(row[aw.index[size_t(tw)]]);
-              sh += ah.weight[size_t(th)] * sw;
+                sw = resample_mul_add(aw.weight[size_t(tw)], A(row[aw.index[size_t(tw)]]), sw);
+              sh = resample_mul_add(ah.weight[size_t(th)], sw, sh);
             }
-            sd += ad.weight[size_t(td)] * sh;
+            sd = resample_mul_add(ad.weight[size_t(td)], sh, sd);
           }
           out[oh * Wo + ow] = cast<T>(sd);
         }
