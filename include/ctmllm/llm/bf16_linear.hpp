@@ -125,19 +125,11 @@ inline void tile(const float* x, int64_t in, const uint16_t* w, const uint16_t* 
 template <int NW>
 inline void tile_rows(int64_t nr, const float* x, int64_t in, const uint16_t* w, const uint16_t* ahead,
                       float (&s)[kTileX][kTileW]) {
-  if constexpr (kTileX == 4) {
-    switch (nr) {
-      case 1: tile<NW, 1>(x, in, w, ahead, s); break;
-      case 2: tile<NW, 2>(x, in, w, ahead, s); break;
-      case 3: tile<NW, 3>(x, in, w, ahead, s); break;
-      default: tile<NW, 4>(x, in, w, ahead, s); break;
-    }
-  } else {
-    switch (nr) {
-      case 1: tile<NW, 1>(x, in, w, ahead, s); break;
-      case 2: tile<NW, 2>(x, in, w, ahead, s); break;
-      default: tile<NW, 3>(x, in, w, ahead, s); break;
-    }
+  switch (nr) {  // kTileX is 3 or 4
+    case 1: tile<NW, 1>(x, in, w, ahead, s); break;
+    case 2: tile<NW, 2>(x, in, w, ahead, s); break;
+    case 3: tile<NW, 3>(x, in, w, ahead, s); break;
+    default: tile<NW, kTileX>(x, in, w, ahead, s); break;
   }
 }
 
